@@ -1,0 +1,61 @@
+# VBS build, test, lint and benchmark entry points. `make test` is what CI runs.
+GO        ?= go
+BIN       := bin
+VBS       := $(BIN)/vbs
+STATICCHECK_VERSION := v0.8.2
+GOTESTFLAGS ?= -count=1 -timeout 15m
+
+.PHONY: all build test unit conformance lint fmt vet staticcheck deps bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(VBS) ./cmd/vbs
+
+deps:
+	./scripts/deps.sh
+
+# test: everything CI checks, from a fresh clone: Debian packages, unit and
+# integration tests (which start the real binary), and the libiscsi
+# conformance suite.
+test: deps build vet unit conformance
+
+unit:
+	$(GO) test $(GOTESTFLAGS) ./...
+
+conformance: deps build
+	./test/conformance/run-libiscsi.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+lint: vet staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# bench runs every benchmark: Go micro-benchmarks (allocs/op) and the fio
+# comparison against tgt. Opt-in: it takes several minutes.
+bench: bench-go bench-target
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# fuzz runs each fuzz target for a short while (FUZZTIME each).
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN)
+
+-include bench/bench.mk
+-include proto/proto.mk
