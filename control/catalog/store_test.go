@@ -3,8 +3,8 @@ package catalog
 import (
 	"bytes"
 	"context"
-	"io"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
