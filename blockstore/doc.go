@@ -1,0 +1,61 @@
+// Package blockstore is VBS's log-structured volume store. One Store per
+// node holds many volumes; every volume's data is appended to shared segment
+// files by one writer goroutine, and a pebble index (package index) maps each
+// (volume, LBA) to where its newest data lives.
+//
+// # Layout
+//
+// A store directory holds LOCK, segments/ (the log: files named by a 16-digit
+// hex segment ID, formats in package record) and index/ (pebble). All file
+// access goes through Options.FS (pebble's vfs.FS), so tests can crash the
+// store or inject errors.
+//
+// # Write path and durability
+//
+// Writes are queued to the writer, which takes every request that is
+// waiting, encodes them into one buffer and hands it to the OS with one
+// write(2) (group commit). A write completes only after that, so killing the
+// process loses no completed write. If any request in the group needs
+// durability (FUA, Flush, a write-through volume) the writer issues one
+// fdatasync for the whole group before completing it.
+//
+// # Index/log invariant (the crash model)
+//
+// The log is the truth; the index is a cache of it that may lag behind.
+//
+//  1. The pebble index never refers to log bytes that are not durable. New
+//     mappings first go to an in-memory overlay ("dirty" map) that reads
+//     consult before pebble. Only after the log has been fdatasync'ed does
+//     the writer move the overlay into pebble, in one batch that also records
+//     the marker: the log position (segment, offset) up to which the index is
+//     complete, and the sequence number.
+//  2. Trims (unmap, write zeroes) are written to the log and applied to
+//     pebble at once as a range deletion. Losing the log record in a crash
+//     while pebble kept the deletion leaves the range zero, which is the
+//     newer of the two states, so every block still reads old-or-new.
+//  3. On Open the store replays the log from the marker to the end of the
+//     valid log (the first record that does not verify, or a segment's
+//     seal), applying records in log order. Replay is idempotent. Then it
+//     seals the last segment at its valid end and records the marker with a
+//     synced commit before it accepts writes, and appends only to a new
+//     segment, never after a possibly torn tail.
+//  4. Before a new segment is created the previous one is fdatasync'ed and
+//     sealed (its valid length recorded in the index with a synced commit),
+//     so only the newest segment can have a torn tail.
+//
+// Together: after any crash, every block reads either a value it held or a
+// newer value written before the crash, and every write covered by a
+// completed Flush (or written with FUA, or to a write-through volume) reads
+// back exactly.
+//
+// # Checksums
+//
+// Every record carries a CRC-32C over its header and data, checked by replay
+// and scrub. The index also keeps each block's own CRC-32C, so a read of one
+// block reads and verifies exactly that block. A mismatch returns a
+// *CorruptionError (errors.Is ErrCorrupt), is counted in Stats, and is never
+// returned as data.
+//
+// This package must never import anything under target/ (layering): the
+// adapter to the SCSI Device interface lives in internal/storedev.
+package blockstore

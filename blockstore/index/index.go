@@ -1,0 +1,320 @@
+// Package index owns the blockstore's persistent LBA index and small
+// metadata records, kept in pebble. It is the only package of VBS that
+// imports pebble.
+//
+// The index maps (volume, LBA) to the Location of that block's newest data
+// in the segment log, and holds metadata records under a separate key space.
+// It knows nothing about segments or durability rules: the blockstore
+// decides what to commit and when (see the blockstore package doc for the
+// index/log invariant). Writes are grouped into a Batch that commits
+// atomically; a crash keeps a prefix of the committed batches.
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// Key-space prefixes. Every key starts with one of them.
+const (
+	prefixMapping byte = 'm' // 'm' vol(8, BE) lba(8, BE) -> Location
+	prefixMeta    byte = 'x' // 'x' name -> opaque value owned by the caller
+)
+
+const mappingKeySize = 17
+
+// LocationSize is the encoded size of a Location. LocationVersion is the
+// version of that encoding; it is the first byte of every value.
+const (
+	LocationSize    = 1 + 8 + 8 + 4 + 8
+	LocationVersion = 1
+)
+
+// Location says where the data of one block lives in the segment log.
+type Location struct {
+	// Seg is the segment file ID and Off the byte offset of the block's
+	// data inside it.
+	Seg uint64
+	Off uint64
+	// CRC is the CRC-32C of the block's data; reads verify it.
+	CRC uint32
+	// Seq is the store sequence number of the write that produced it.
+	Seq uint64
+}
+
+// ErrCorrupt reports an index value that cannot be decoded.
+var ErrCorrupt = errors.New("index: corrupt value")
+
+// Options tune the index.
+type Options struct {
+	// CacheBytes is the block cache size; MemTableBytes the memtable size.
+	CacheBytes    int64
+	MemTableBytes uint64
+	Logger        *slog.Logger
+}
+
+// Index is the pebble-backed LBA index. Its methods are safe for
+// concurrent use.
+type Index struct {
+	db *pebble.DB
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...interface{}) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is how pebble reports an unrecoverable state; pebble must not
+// continue after it, so we log and panic.
+func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}
+
+// Open opens (or creates) the index in dir on fs.
+func Open(fs vfs.FS, dir string, o Options) (*Index, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = 64 << 20
+	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = 32 << 20
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	defer cache.Unref()
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS:           fs,
+		Cache:        cache,
+		MemTableSize: o.MemTableBytes,
+		Logger:       pebbleLogger{o.Logger},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open index %s: %w", dir, err)
+	}
+	return &Index{db: db}, nil
+}
+
+// Close closes the index. Unsynced batches may be lost.
+func (x *Index) Close() error {
+	if err := x.db.Close(); err != nil {
+		return fmt.Errorf("close index: %w", err)
+	}
+	return nil
+}
+
+func mappingKey(k *[mappingKeySize]byte, vol, lba uint64) []byte {
+	k[0] = prefixMapping
+	binary.BigEndian.PutUint64(k[1:], vol)
+	binary.BigEndian.PutUint64(k[9:], lba)
+	return k[:]
+}
+
+func encodeLocation(v *[LocationSize]byte, l Location) []byte {
+	v[0] = LocationVersion
+	binary.LittleEndian.PutUint64(v[1:], l.Seg)
+	binary.LittleEndian.PutUint64(v[9:], l.Off)
+	binary.LittleEndian.PutUint32(v[17:], l.CRC)
+	binary.LittleEndian.PutUint64(v[21:], l.Seq)
+	return v[:]
+}
+
+func decodeLocation(v []byte) (Location, error) {
+	if len(v) != LocationSize || v[0] != LocationVersion {
+		return Location{}, fmt.Errorf("%w: location of %d bytes, version %d", ErrCorrupt, len(v), firstByte(v))
+	}
+	return Location{
+		Seg: binary.LittleEndian.Uint64(v[1:]),
+		Off: binary.LittleEndian.Uint64(v[9:]),
+		CRC: binary.LittleEndian.Uint32(v[17:]),
+		Seq: binary.LittleEndian.Uint64(v[21:]),
+	}, nil
+}
+
+func firstByte(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	return int(b[0])
+}
+
+// Get returns the location of (vol, lba), or ok=false when it is unmapped.
+func (x *Index) Get(vol, lba uint64) (loc Location, ok bool, err error) {
+	var k [mappingKeySize]byte
+	v, closer, err := x.db.Get(mappingKey(&k, vol, lba))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Location{}, false, nil
+	}
+	if err != nil {
+		return Location{}, false, fmt.Errorf("index get vol %d lba %d: %w", vol, lba, err)
+	}
+	loc, err = decodeLocation(v)
+	closer.Close()
+	if err != nil {
+		return Location{}, false, fmt.Errorf("index get vol %d lba %d: %w", vol, lba, err)
+	}
+	return loc, true, nil
+}
+
+// Mapping is one (lba, Location) pair yielded by Scan.
+type Mapping struct {
+	LBA uint64
+	Loc Location
+}
+
+// Scan calls fn for every mapped block of vol in [from, end), in LBA order,
+// until fn returns false or an error occurs.
+func (x *Index) Scan(vol, from, end uint64, fn func(Mapping) bool) error {
+	if from >= end {
+		return nil
+	}
+	var lo, hi [mappingKeySize]byte
+	it, err := x.db.NewIter(&pebble.IterOptions{
+		LowerBound: mappingKey(&lo, vol, from),
+		UpperBound: mappingKey(&hi, vol, end),
+	})
+	if err != nil {
+		return fmt.Errorf("index scan vol %d: %w", vol, err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		loc, err := decodeLocation(it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("index scan vol %d: %w", vol, err)
+		}
+		if !fn(Mapping{LBA: binary.BigEndian.Uint64(k[9:]), Loc: loc}) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("index scan vol %d: %w", vol, err)
+	}
+	return nil
+}
+
+func metaKey(name []byte) []byte {
+	k := make([]byte, 0, 1+len(name))
+	return append(append(k, prefixMeta), name...)
+}
+
+// GetMeta returns a copy of the metadata value stored under name, or
+// ok=false when there is none.
+func (x *Index) GetMeta(name []byte) (val []byte, ok bool, err error) {
+	v, closer, err := x.db.Get(metaKey(name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("index get meta %q: %w", name, err)
+	}
+	val = bytes.Clone(v)
+	closer.Close()
+	return val, true, nil
+}
+
+// ScanMeta calls fn with every metadata record whose name starts with
+// prefix, in name order. fn must not retain its arguments.
+func (x *Index) ScanMeta(prefix []byte, fn func(name, val []byte) error) error {
+	lo := metaKey(prefix)
+	hi := append(bytes.Clone(lo), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("index scan meta %q: %w", prefix, err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := fn(it.Key()[1:], it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("index scan meta %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// Batch collects index changes that commit atomically. A Batch is not safe
+// for concurrent use; it may be reused after Commit or Reset.
+type Batch struct {
+	x *Index
+	b *pebble.Batch
+	k [mappingKeySize]byte
+	e [mappingKeySize]byte
+	v [LocationSize]byte
+}
+
+// NewBatch returns an empty batch.
+func (x *Index) NewBatch() *Batch {
+	return &Batch{x: x, b: x.db.NewBatch()}
+}
+
+// Put maps (vol, lba) to loc.
+func (b *Batch) Put(vol, lba uint64, loc Location) {
+	// pebble copies key and value into the batch representation.
+	_ = b.b.Set(mappingKey(&b.k, vol, lba), encodeLocation(&b.v, loc), nil)
+}
+
+// DeleteRange unmaps blocks [lba, lba+n) of vol.
+func (b *Batch) DeleteRange(vol, lba, n uint64) {
+	if n == 0 {
+		return
+	}
+	if n == 1 {
+		_ = b.b.Delete(mappingKey(&b.k, vol, lba), nil)
+		return
+	}
+	end := lba + n
+	if end < lba { // overflow: everything to the end of the volume
+		end = ^uint64(0)
+	}
+	_ = b.b.DeleteRange(mappingKey(&b.k, vol, lba), mappingKey(&b.e, vol, end), nil)
+}
+
+// DeleteVolume unmaps every block of vol.
+func (b *Batch) DeleteVolume(vol uint64) {
+	var lo, hi [mappingKeySize]byte
+	mappingKey(&lo, vol, 0)
+	hi[0] = prefixMapping
+	binary.BigEndian.PutUint64(hi[1:], vol+1)
+	_ = b.b.DeleteRange(lo[:], hi[:], nil)
+}
+
+// SetMeta stores val under the metadata name.
+func (b *Batch) SetMeta(name, val []byte) { _ = b.b.Set(metaKey(name), val, nil) }
+
+// DeleteMeta removes the metadata record name.
+func (b *Batch) DeleteMeta(name []byte) { _ = b.b.Delete(metaKey(name), nil) }
+
+// Empty reports whether the batch holds no changes.
+func (b *Batch) Empty() bool { return b.b.Empty() }
+
+// Commit applies the batch atomically; with sync it is durable on return.
+// The batch is reset afterwards, also on error.
+func (b *Batch) Commit(sync bool) error {
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	err := b.b.Commit(opts)
+	b.b.Reset()
+	if err != nil {
+		return fmt.Errorf("index commit: %w", err)
+	}
+	return nil
+}
+
+// Reset discards the batch's changes.
+func (b *Batch) Reset() { b.b.Reset() }
+
+// Close releases the batch.
+func (b *Batch) Close() { _ = b.b.Close() }

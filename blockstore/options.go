@@ -1,0 +1,81 @@
+package blockstore
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// Clock is the store's only source of time.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// Defaults for Options fields left zero.
+const (
+	DefaultSegmentSize   = 256 << 20
+	DefaultMaxBatchBytes = 8 << 20
+	DefaultMaxDirty      = 1 << 16
+	DefaultRecordBlocks  = 256 << 10
+	defaultQueueDepth    = 1024
+)
+
+// Options configure a Store. The zero value is usable: every field has a
+// default filled in by withDefaults.
+type Options struct {
+	// FS is the filesystem seam for both the log and the index
+	// (vfs.Default when nil).
+	FS vfs.FS
+	// Clock is read for timestamps (the system clock when nil).
+	Clock Clock
+	// Logger receives operational messages (discarded when nil).
+	Logger *slog.Logger
+	// SegmentSize is the size at which the writer starts a new segment.
+	SegmentSize int64
+	// MaxBatchBytes bounds the data the writer gathers into one append.
+	MaxBatchBytes int
+	// MaxDirty is how many blocks may wait in the in-memory overlay before
+	// the writer syncs the log and moves them into the index.
+	MaxDirty int
+	// MaxRecordBytes bounds the data of one record (not of atomic writes,
+	// which always take one record).
+	MaxRecordBytes int
+	// CapacityBytes, when non-zero, is the most log space the store may
+	// use; writes beyond it fail with ErrNoSpace.
+	CapacityBytes int64
+	// OvercommitRatio bounds the sum of volume sizes to this multiple of
+	// CapacityBytes (0 means no limit).
+	OvercommitRatio float64
+	// IndexCacheBytes sizes the index block cache.
+	IndexCacheBytes int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Clock == nil {
+		o.Clock = systemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.MaxDirty <= 0 {
+		o.MaxDirty = DefaultMaxDirty
+	}
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = DefaultRecordBlocks
+	}
+	return o
+}

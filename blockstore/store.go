@@ -1,0 +1,468 @@
+package blockstore
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/vbs-storage/vbs/blockstore/index"
+	"github.com/vbs-storage/vbs/blockstore/record"
+)
+
+// Directory and file names inside a store directory.
+const (
+	lockName     = "LOCK"
+	segDirName   = "segments"
+	indexDirName = "index"
+	segSuffix    = ".seg"
+)
+
+// Block sizes a volume may have.
+const (
+	BlockSize512  = 512
+	BlockSize4096 = 4096
+)
+
+// blockKey names one block of one volume in the overlay.
+type blockKey struct {
+	vol uint64
+	lba uint64
+}
+
+// volState is the in-memory state of one volume, shared by its handles.
+type volState struct {
+	id        uint64
+	name      string
+	blockSize uint32
+	created   int64
+	blocks    atomic.Uint64
+	flags     atomic.Uint32
+	seq       atomic.Uint64
+	deleted   atomic.Bool
+	open      int // handles; guarded by Store.catMu
+}
+
+func (v *volState) meta() volumeMeta {
+	return volumeMeta{
+		ID: v.id, Name: v.name, BlockSize: v.blockSize, Blocks: v.blocks.Load(),
+		Flags: v.flags.Load(), Seq: v.seq.Load(), Created: v.created,
+	}
+}
+
+// Store is one node's log-structured block store. Its methods are safe for
+// concurrent use.
+type Store struct {
+	opts   Options
+	fs     vfs.FS
+	dir    string
+	segDir string
+	lock   io.Closer
+	idx    *index.Index
+
+	// mu guards dirty, the overlay of mappings whose log bytes may not be
+	// durable yet (see the package doc). Only the writer mutates it.
+	mu    sync.RWMutex
+	dirty map[blockKey]index.Location
+
+	segMu sync.RWMutex
+	segs  map[uint64]vfs.File
+
+	catMu   sync.Mutex
+	vols    map[uint64]*volState
+	names   map[string]*volState
+	nextVol uint64
+
+	// submitMu orders request submission against Close: submitters hold it
+	// shared while they enqueue.
+	submitMu sync.RWMutex
+	closed   bool
+
+	w     *writer
+	stats counters
+}
+
+type counters struct {
+	logBytes    atomic.Int64
+	corruptions atomic.Uint64
+	writes      atomic.Uint64
+	batches     atomic.Uint64
+	syncs       atomic.Uint64
+	bytesIn     atomic.Uint64
+}
+
+// Open opens the store in dir, creating it if needed, and replays the log
+// tail past the index's marker (see the package doc).
+func Open(dir string, opts Options) (_ *Store, err error) {
+	o := opts.withDefaults()
+	s := &Store{
+		opts:   o,
+		fs:     o.FS,
+		dir:    dir,
+		segDir: o.FS.PathJoin(dir, segDirName),
+		dirty:  make(map[blockKey]index.Location),
+		segs:   make(map[uint64]vfs.File),
+		vols:   make(map[uint64]*volState),
+		names:  make(map[string]*volState),
+	}
+	for _, d := range []string{dir, s.segDir, o.FS.PathJoin(dir, indexDirName)} {
+		if err := s.fs.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open store: create %s: %w", d, err)
+		}
+	}
+	if err := s.syncDir(s.fs.PathDir(dir)); err != nil {
+		return nil, err
+	}
+	if err := s.syncDir(dir); err != nil {
+		return nil, err
+	}
+	s.lock, err = s.fs.Lock(s.fs.PathJoin(dir, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("open store: lock %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			s.closeFiles()
+		}
+	}()
+	s.idx, err = index.Open(s.fs, s.fs.PathJoin(dir, indexDirName), index.Options{
+		CacheBytes: o.IndexCacheBytes,
+		Logger:     o.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := s.loadCatalog(); err != nil {
+		return nil, err
+	}
+	rec, err := s.recover()
+	if err != nil {
+		return nil, err
+	}
+	s.w = newWriter(s, rec)
+	if err := s.w.roll(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	go s.w.run()
+	return s, nil
+}
+
+// Close stops the writer after it has finished every queued request, makes
+// everything written durable, and closes the files. Open volume handles
+// fail with ErrClosed afterwards.
+func (s *Store) Close() error {
+	s.submitMu.Lock()
+	if s.closed {
+		s.submitMu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.submitMu.Unlock()
+	close(s.w.quit)
+	<-s.w.stopped
+	err := s.w.failed
+	if cerr := s.closeFiles(); err == nil {
+		err = cerr
+	}
+	if err != nil && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) closeFiles() error {
+	var first error
+	s.segMu.Lock()
+	for id, f := range s.segs {
+		if err := f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("close segment %d: %w", id, err)
+		}
+		delete(s.segs, id)
+	}
+	s.segMu.Unlock()
+	if s.idx != nil {
+		if err := s.idx.Close(); err != nil && first == nil {
+			first = err
+		}
+		s.idx = nil
+	}
+	if s.lock != nil {
+		if err := s.lock.Close(); err != nil && first == nil {
+			first = fmt.Errorf("unlock: %w", err)
+		}
+		s.lock = nil
+	}
+	return first
+}
+
+func (s *Store) syncDir(d string) error {
+	f, err := s.fs.OpenDir(d)
+	if err != nil {
+		return fmt.Errorf("open dir %s: %w", d, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", d, err)
+	}
+	return nil
+}
+
+func (s *Store) segPath(id uint64) string {
+	return s.fs.PathJoin(s.segDir, fmt.Sprintf("%016x%s", id, segSuffix))
+}
+
+func (s *Store) segFile(id uint64) vfs.File {
+	s.segMu.RLock()
+	f := s.segs[id]
+	s.segMu.RUnlock()
+	return f
+}
+
+func (s *Store) loadCatalog() error {
+	b, ok, err := s.idx.GetMeta([]byte(metaStore))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	if ok {
+		m, err := decodeStoreMeta(b)
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		s.nextVol = m.NextVolume
+	} else {
+		s.nextVol = 1
+		ib := s.idx.NewBatch()
+		defer ib.Close()
+		ib.SetMeta([]byte(metaStore), encodeStoreMeta(storeMeta{NextVolume: s.nextVol}))
+		if err := ib.Commit(true); err != nil {
+			return fmt.Errorf("open store: initialise: %w", err)
+		}
+	}
+	return s.idx.ScanMeta([]byte(metaVolPfx), func(_, val []byte) error {
+		m, err := decodeVolumeMeta(val)
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		v := &volState{id: m.ID, name: m.Name, blockSize: m.BlockSize, created: m.Created}
+		v.blocks.Store(m.Blocks)
+		v.flags.Store(m.Flags)
+		v.seq.Store(m.Seq)
+		s.vols[m.ID] = v
+		s.names[m.Name] = v
+		return nil
+	})
+}
+
+// recovered is what replay learned about the log.
+type recovered struct {
+	lastSeg uint64
+	seq     uint64
+}
+
+// recover replays the log past the marker into the index, seals the last
+// segment at its valid end and records the new marker durably.
+func (s *Store) recover() (recovered, error) {
+	var rec recovered
+	var m marker
+	if b, ok, err := s.idx.GetMeta([]byte(metaMarker)); err != nil {
+		return rec, fmt.Errorf("open store: %w", err)
+	} else if ok {
+		if m, err = decodeMarker(b); err != nil {
+			return rec, fmt.Errorf("open store: %w", err)
+		}
+	}
+	rec.seq = m.Seq
+	seals := make(map[uint64]uint64)
+	err := s.idx.ScanMeta([]byte(metaSealPfx), func(name, val []byte) error {
+		n, err := decodeSeal(val)
+		if err != nil {
+			return err
+		}
+		if len(name) != len(metaSealPfx)+8 {
+			return fmt.Errorf("%w: seal key", ErrCorrupt)
+		}
+		seals[beUint64(name[len(metaSealPfx):])] = n
+		return nil
+	})
+	if err != nil {
+		return rec, fmt.Errorf("open store: load seals: %w", err)
+	}
+	names, err := s.fs.List(s.segDir)
+	if err != nil {
+		return rec, fmt.Errorf("open store: list segments: %w", err)
+	}
+	var ids []uint64
+	for _, n := range names {
+		hex, ok := strings.CutSuffix(n, segSuffix)
+		if !ok {
+			continue
+		}
+		id, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil || len(hex) != 16 {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, cmp.Compare)
+
+	rp := &replayer{s: s, ib: s.idx.NewBatch(), seq: m.Seq}
+	defer rp.ib.Close()
+	var lastEnd uint64
+	for _, id := range ids {
+		f, err := s.fs.Open(s.segPath(id))
+		if err != nil {
+			return rec, fmt.Errorf("open store: open segment %d: %w", id, err)
+		}
+		s.segs[id] = f
+		st, err := f.Stat()
+		if err != nil {
+			return rec, fmt.Errorf("open store: stat segment %d: %w", id, err)
+		}
+		size := uint64(st.Size())
+		s.stats.logBytes.Add(int64(size))
+		rec.lastSeg = id
+		if id < m.Seg {
+			lastEnd = size
+			continue
+		}
+		limit := size
+		sealed, isSealed := seals[id]
+		if isSealed {
+			limit = min(limit, sealed)
+		}
+		start := uint64(record.SegmentHeaderSize)
+		if id == m.Seg && m.Off > start {
+			start = m.Off
+		}
+		end, err := rp.scan(f, id, start, limit)
+		if err != nil {
+			return rec, fmt.Errorf("open store: replay segment %d: %w", id, err)
+		}
+		if end < limit && (isSealed || id != ids[len(ids)-1]) {
+			s.opts.Logger.Warn("blockstore: log ends early in a sealed segment", "segment", id, "valid", end, "limit", limit)
+		}
+		lastEnd = end
+	}
+	rec.seq = rp.seq
+	if len(ids) > 0 {
+		rp.ib.SetMeta(sealKey(rec.lastSeg), encodeSeal(lastEnd))
+		rp.ib.SetMeta([]byte(metaMarker), encodeMarker(marker{Seg: rec.lastSeg, Off: lastEnd, Seq: rec.seq}))
+	}
+	for _, v := range rp.touched {
+		rp.ib.SetMeta(volKey(v.id), encodeVolumeMeta(v.meta()))
+	}
+	if err := rp.ib.Commit(true); err != nil {
+		return rec, fmt.Errorf("open store: commit replay: %w", err)
+	}
+	if rp.records > 0 {
+		s.opts.Logger.Info("blockstore: replayed log tail", "records", rp.records, "seq", rec.seq)
+	}
+	return rec, nil
+}
+
+func beUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// replayer applies log records to the index in log order.
+type replayer struct {
+	s       *Store
+	ib      *index.Batch
+	puts    int
+	records int
+	seq     uint64
+	touched map[uint64]*volState
+	buf     []byte
+}
+
+const replayBatchPuts = 1 << 16
+
+// scan applies the valid records of segment id in [start, limit) and
+// returns the offset where the valid log ends.
+func (rp *replayer) scan(f vfs.File, id, start, limit uint64) (uint64, error) {
+	var hb [record.SegmentHeaderSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil {
+		return 0, nil // a segment whose header never became durable holds nothing
+	}
+	if h, err := record.DecodeSegmentHeader(hb[:]); err != nil || h.ID != id {
+		return 0, nil
+	}
+	off := start
+	var hdr [record.HeaderSize]byte
+	for off+record.HeaderSize <= limit {
+		if _, err := f.ReadAt(hdr[:], int64(off)); err != nil {
+			break
+		}
+		h, err := record.DecodeHeader(hdr[:])
+		if err != nil {
+			break
+		}
+		end := off + record.HeaderSize + uint64(h.DataLen)
+		if end > limit {
+			break
+		}
+		if cap(rp.buf) < int(h.DataLen) {
+			rp.buf = make([]byte, h.DataLen)
+		}
+		data := rp.buf[:h.DataLen]
+		if len(data) > 0 {
+			if _, err := f.ReadAt(data, int64(off+record.HeaderSize)); err != nil {
+				break
+			}
+		}
+		if record.Verify(hdr[:], data) != nil {
+			break
+		}
+		if err := rp.apply(h, id, off+record.HeaderSize, data); err != nil {
+			return off, err
+		}
+		off = end
+	}
+	return off, nil
+}
+
+func (rp *replayer) apply(h record.Header, seg, dataOff uint64, data []byte) error {
+	rp.records++
+	rp.seq = max(rp.seq, h.Seq)
+	v := rp.s.vols[h.Volume]
+	if v == nil {
+		return nil // the volume was deleted after this record
+	}
+	if h.Seq > v.seq.Load() {
+		v.seq.Store(h.Seq)
+		if rp.touched == nil {
+			rp.touched = make(map[uint64]*volState)
+		}
+		rp.touched[v.id] = v
+	}
+	switch h.Type {
+	case record.TypeWrite:
+		bs := uint64(h.DataLen / h.Blocks)
+		for i := uint64(0); i < uint64(h.Blocks); i++ {
+			blk := data[i*bs : (i+1)*bs]
+			rp.ib.Put(h.Volume, h.LBA+i, index.Location{Seg: seg, Off: dataOff + i*bs, CRC: record.Checksum(blk), Seq: h.Seq})
+		}
+		rp.puts += int(h.Blocks)
+	case record.TypeTrim:
+		rp.ib.DeleteRange(h.Volume, h.LBA, uint64(h.Blocks))
+		rp.puts++
+	}
+	if rp.puts >= replayBatchPuts {
+		rp.puts = 0
+		if err := rp.ib.Commit(false); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,488 @@
+package blockstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/vbs-storage/vbs/blockstore/index"
+	"github.com/vbs-storage/vbs/blockstore/record"
+)
+
+type opKind uint8
+
+const (
+	opWrite opKind = iota + 1
+	opTrim
+	opFlush
+	opCompareWrite
+	opFunc
+)
+
+// request is one unit of work for the writer. Requests are pooled; the
+// submitter owns a request from get until it has received on done.
+type request struct {
+	kind    opKind
+	vol     *volState
+	lba     uint64
+	blocks  uint64
+	data    []byte
+	compare []byte
+	fua     bool
+	atomic  bool
+	fn      func(w *writer) error
+	err     error
+	done    chan error
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan error, 1)} }}
+
+func getRequest() *request { return requestPool.Get().(*request) }
+
+func putRequest(r *request) {
+	done := r.done
+	*r = request{done: done}
+	requestPool.Put(r)
+}
+
+// pendUpdate is an index change waiting for its log bytes to be written.
+type pendUpdate struct {
+	vol  *volState
+	lba  uint64
+	n    uint64 // trims: number of blocks; writes: 0
+	loc  index.Location
+	trim bool
+}
+
+// writer is the single goroutine that appends to the log. All of its fields
+// are owned by that goroutine (and by Open before it starts).
+type writer struct {
+	s       *Store
+	reqCh   chan *request
+	quit    chan struct{}
+	stopped chan struct{}
+
+	active    vfs.File
+	activeID  uint64
+	activeOff uint64
+	broken    bool  // the last append failed part-way; roll before the next
+	failed    error // sync or index failure: refuse writes until reopen
+
+	seq        uint64
+	buf        []byte
+	pend       []pendUpdate
+	batch      []*request
+	chunkStart int
+	needSync   bool
+	hasTrim    bool
+	ib         *index.Batch
+	touched    map[uint64]*volState
+}
+
+func newWriter(s *Store, rec recovered) *writer {
+	return &writer{
+		s:        s,
+		reqCh:    make(chan *request, defaultQueueDepth),
+		quit:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		activeID: rec.lastSeg,
+		seq:      rec.seq,
+		buf:      make([]byte, 0, s.opts.MaxBatchBytes+record.HeaderSize*64),
+		ib:       s.idx.NewBatch(),
+		touched:  make(map[uint64]*volState),
+	}
+}
+
+// submit hands r to the writer and waits for its result.
+func (s *Store) submit(r *request) error {
+	s.submitMu.RLock()
+	if s.closed {
+		s.submitMu.RUnlock()
+		return ErrClosed
+	}
+	s.w.reqCh <- r
+	s.submitMu.RUnlock()
+	return <-r.done
+}
+
+func (w *writer) run() {
+	defer close(w.stopped)
+	for {
+		var r *request
+		select {
+		case r = <-w.reqCh:
+		case <-w.quit:
+			w.shutdown()
+			return
+		}
+		w.gather(r)
+		w.process()
+	}
+}
+
+// gather collects r and every request already waiting, up to the batch
+// limit: this is the group commit.
+func (w *writer) gather(r *request) {
+	w.batch = append(w.batch[:0], r)
+	size := len(r.data)
+	for size < w.s.opts.MaxBatchBytes {
+		select {
+		case r := <-w.reqCh:
+			w.batch = append(w.batch, r)
+			size += len(r.data)
+		default:
+			return
+		}
+	}
+}
+
+func (w *writer) shutdown() {
+	// Close holds submitMu exclusively before it closes quit, so nothing
+	// new can arrive: finish what is queued.
+	for {
+		select {
+		case r := <-w.reqCh:
+			w.gather(r)
+			w.process()
+			continue
+		default:
+		}
+		break
+	}
+	if w.failed == nil && w.active != nil {
+		if err := w.syncLog(true); err != nil {
+			w.s.opts.Logger.Error("blockstore: final sync failed", "err", err)
+		}
+	}
+	w.ib.Close()
+}
+
+func (w *writer) process() {
+	w.s.stats.batches.Add(1)
+	w.chunkStart = 0
+	w.needSync = false
+	for i, r := range w.batch {
+		w.add(i, r)
+	}
+	w.flushPending(len(w.batch))
+	if w.failed == nil && (w.needSync || len(w.s.dirty) >= w.s.opts.MaxDirty) {
+		if err := w.syncLog(false); err != nil {
+			for _, r := range w.batch {
+				if r.err == nil && w.wantsDurability(r) {
+					r.err = err
+				}
+			}
+		}
+	}
+	for i, r := range w.batch {
+		r.done <- r.err
+		w.batch[i] = nil
+	}
+}
+
+func (w *writer) wantsDurability(r *request) bool {
+	return r.fua || r.kind == opFlush || (r.vol != nil && r.vol.flags.Load()&volFlagWriteThrough != 0)
+}
+
+// add encodes r into the pending buffer (or carries it out, for requests
+// that must see the effect of everything before them).
+func (w *writer) add(i int, r *request) {
+	if w.failed != nil {
+		r.err = fmt.Errorf("blockstore: store failed, reopen needed: %w", w.failed)
+		return
+	}
+	if r.vol != nil && r.vol.deleted.Load() {
+		r.err = ErrVolumeNotFound
+		return
+	}
+	switch r.kind {
+	case opFlush:
+		w.needSync = true
+	case opFunc:
+		w.flushPending(i)
+		r.err = r.fn(w)
+	case opCompareWrite:
+		w.flushPending(i)
+		cur := make([]byte, len(r.compare))
+		if err := w.s.readBlocks(r.vol, cur, r.lba); err != nil {
+			r.err = err
+			return
+		}
+		if d := firstDiff(cur, r.compare); d >= 0 {
+			r.err = &MiscompareError{Offset: d}
+			return
+		}
+		w.addWrite(i, r)
+	case opWrite:
+		w.addWrite(i, r)
+	case opTrim:
+		if r.lba+r.blocks > r.vol.blocks.Load() || r.lba+r.blocks < r.lba {
+			r.err = ErrOutOfRange
+			return
+		}
+		if err := w.makeRoom(i, record.HeaderSize); err != nil {
+			r.err = err
+			return
+		}
+		w.seq++
+		for left, lba := r.blocks, r.lba; left > 0; {
+			n := min(left, uint64(^uint32(0)))
+			w.buf = record.AppendRecord(w.buf, &record.Header{Type: record.TypeTrim, Volume: r.vol.id, LBA: lba, Blocks: uint32(n), Seq: w.seq}, nil)
+			left -= n
+			lba += n
+		}
+		w.pend = append(w.pend, pendUpdate{vol: r.vol, lba: r.lba, n: r.blocks, trim: true, loc: index.Location{Seq: w.seq}})
+		w.hasTrim = true
+		if w.wantsDurability(r) {
+			w.needSync = true
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	if bytes.Equal(a, b) {
+		return -1
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return len(a)
+}
+
+func (w *writer) addWrite(i int, r *request) {
+	bs := uint64(r.vol.blockSize)
+	blocks := uint64(len(r.data)) / bs
+	if r.lba+blocks > r.vol.blocks.Load() || r.lba+blocks < r.lba {
+		r.err = ErrOutOfRange
+		return
+	}
+	perRec := max(uint64(w.s.opts.MaxRecordBytes)/bs, 1)
+	if r.atomic {
+		perRec = blocks
+	}
+	nrec := (blocks + perRec - 1) / perRec
+	size := int(nrec)*record.HeaderSize + len(r.data)
+	if cap := w.s.opts.CapacityBytes; cap > 0 && w.s.stats.logBytes.Load()+int64(len(w.buf)+size) > cap {
+		r.err = fmt.Errorf("write %d blocks at lba %d: %w", blocks, r.lba, ErrNoSpace)
+		return
+	}
+	if err := w.makeRoom(i, size); err != nil {
+		r.err = err
+		return
+	}
+	w.seq++
+	for b := uint64(0); b < blocks; b += perRec {
+		n := min(perRec, blocks-b)
+		data := r.data[b*bs : (b+n)*bs]
+		var flags uint16
+		if r.atomic {
+			flags = record.FlagAtomic
+		}
+		dataOff := w.activeOff + uint64(len(w.buf)) + record.HeaderSize
+		w.buf = record.AppendRecord(w.buf, &record.Header{Type: record.TypeWrite, Flags: flags, Volume: r.vol.id, LBA: r.lba + b, Blocks: uint32(n), Seq: w.seq}, data)
+		for k := uint64(0); k < n; k++ {
+			w.pend = append(w.pend, pendUpdate{vol: r.vol, lba: r.lba + b + k, loc: index.Location{
+				Seg: w.activeID, Off: dataOff + k*bs, CRC: record.Checksum(data[k*bs : (k+1)*bs]), Seq: w.seq,
+			}})
+		}
+	}
+	w.s.stats.writes.Add(1)
+	w.s.stats.bytesIn.Add(uint64(len(r.data)))
+	if w.wantsDurability(r) {
+		w.needSync = true
+	}
+}
+
+// makeRoom rolls to a new segment when size more bytes would not fit (or
+// the active one is broken or sealed).
+func (w *writer) makeRoom(i, size int) error {
+	used := w.activeOff + uint64(len(w.buf))
+	if !w.broken && (used+uint64(size) <= uint64(w.s.opts.SegmentSize) || used == record.SegmentHeaderSize) {
+		return nil
+	}
+	w.flushPending(i)
+	if err := w.roll(); err != nil {
+		if w.failed != nil {
+			return fmt.Errorf("blockstore: store failed, reopen needed: %w", w.failed)
+		}
+		return err
+	}
+	return nil
+}
+
+// flushPending appends the buffered records with one write and applies
+// their index changes; requests batch[chunkStart:upto] own them.
+func (w *writer) flushPending(upto int) {
+	defer func() {
+		w.buf = w.buf[:0]
+		w.pend = w.pend[:0]
+		w.hasTrim = false
+		w.chunkStart = upto
+	}()
+	if len(w.buf) == 0 {
+		return
+	}
+	n, err := w.active.Write(w.buf)
+	if err != nil {
+		w.s.stats.logBytes.Add(int64(n))
+		w.broken = true
+		err = fmt.Errorf("append to segment %d: %w", w.activeID, classify(err))
+		for _, r := range w.batch[w.chunkStart:upto] {
+			if r.err == nil && r.kind != opFlush {
+				r.err = err
+			}
+		}
+		return
+	}
+	w.activeOff += uint64(len(w.buf))
+	w.s.stats.logBytes.Add(int64(len(w.buf)))
+	if w.hasTrim {
+		// Trims reach pebble before the overlay drops what they cover, so
+		// a concurrent reader never sees data older than the overlay's.
+		for _, p := range w.pend {
+			if p.trim {
+				w.ib.DeleteRange(p.vol.id, p.lba, p.n)
+			}
+		}
+		if err := w.ib.Commit(false); err != nil {
+			w.fail(err)
+			for _, r := range w.batch[w.chunkStart:upto] {
+				if r.err == nil {
+					r.err = err
+				}
+			}
+			return
+		}
+	}
+	s := w.s
+	s.mu.Lock()
+	for _, p := range w.pend {
+		if !p.trim {
+			s.dirty[blockKey{p.vol.id, p.lba}] = p.loc
+		} else {
+			dropDirty(s.dirty, p.vol.id, p.lba, p.n)
+		}
+		if p.loc.Seq > p.vol.seq.Load() {
+			p.vol.seq.Store(p.loc.Seq)
+			w.touched[p.vol.id] = p.vol
+		}
+	}
+	s.mu.Unlock()
+}
+
+func dropDirty(m map[blockKey]index.Location, vol, lba, n uint64) {
+	if n <= uint64(len(m)) {
+		for i := uint64(0); i < n; i++ {
+			delete(m, blockKey{vol, lba + i})
+		}
+		return
+	}
+	for k := range m {
+		if k.vol == vol && k.lba >= lba && k.lba-lba < n {
+			delete(m, k)
+		}
+	}
+}
+
+func classify(err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}
+
+func (w *writer) fail(err error) {
+	if w.failed == nil {
+		w.failed = err
+		w.s.opts.Logger.Error("blockstore: writer failed; writes refused until reopen", "err", err)
+	}
+}
+
+// syncLog makes the active segment durable and moves the overlay into the
+// index (invariant 1 in the package doc).
+func (w *writer) syncLog(syncIndex bool) error {
+	if w.failed != nil {
+		return w.failed
+	}
+	if err := w.active.SyncData(); err != nil {
+		err = fmt.Errorf("sync segment %d: %w", w.activeID, err)
+		w.fail(err)
+		return err
+	}
+	w.s.stats.syncs.Add(1)
+	return w.commitOverlay(syncIndex, false)
+}
+
+func (w *writer) commitOverlay(syncIndex, seal bool) error {
+	s := w.s
+	// Only this goroutine mutates dirty, so it may read it unlocked.
+	for k, loc := range s.dirty {
+		w.ib.Put(k.vol, k.lba, loc)
+	}
+	for id, v := range w.touched {
+		if !v.deleted.Load() {
+			w.ib.SetMeta(volKey(id), encodeVolumeMeta(v.meta()))
+		}
+		delete(w.touched, id)
+	}
+	w.ib.SetMeta([]byte(metaMarker), encodeMarker(marker{Seg: w.activeID, Off: w.activeOff, Seq: w.seq}))
+	if seal {
+		w.ib.SetMeta(sealKey(w.activeID), encodeSeal(w.activeOff))
+	}
+	if err := w.ib.Commit(syncIndex); err != nil {
+		w.fail(err)
+		return err
+	}
+	s.mu.Lock()
+	clear(s.dirty)
+	s.mu.Unlock()
+	return nil
+}
+
+// roll seals the active segment (durably) and starts the next one.
+func (w *writer) roll() error {
+	if w.failed != nil {
+		return w.failed
+	}
+	if w.active != nil {
+		if err := w.active.SyncData(); err != nil {
+			err = fmt.Errorf("sync segment %d: %w", w.activeID, err)
+			w.fail(err)
+			return err
+		}
+		if err := w.commitOverlay(true, true); err != nil {
+			return err
+		}
+		// Sealed: nothing more may be appended here, even if the next
+		// segment cannot be created.
+		w.broken = true
+	}
+	id := w.activeID + 1
+	path := w.s.segPath(id)
+	f, err := w.s.fs.Create(path)
+	if err != nil {
+		return fmt.Errorf("create segment %d: %w", id, classify(err))
+	}
+	var hb [record.SegmentHeaderSize]byte
+	hdr := record.AppendSegmentHeader(hb[:0], record.SegmentHeader{ID: id})
+	if _, err := f.Write(hdr); err != nil {
+		_ = f.Close()
+		_ = w.s.fs.Remove(path)
+		return fmt.Errorf("write segment %d header: %w", id, classify(err))
+	}
+	if err := w.s.syncDir(w.s.segDir); err != nil {
+		_ = f.Close()
+		return err
+	}
+	w.s.segMu.Lock()
+	w.s.segs[id] = f
+	w.s.segMu.Unlock()
+	w.s.stats.logBytes.Add(record.SegmentHeaderSize)
+	w.active, w.activeID, w.activeOff, w.broken = f, id, record.SegmentHeaderSize, false
+	return nil
+}
