@@ -1,0 +1,223 @@
+//go:build linux
+
+package device
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vbs-storage/vbs/target/scsi"
+)
+
+func TestFileCreateIsSparseAndReopens(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a.img")
+	d, err := OpenFile(path, FileOptions{Size: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.AllocatedBytes(); err != nil || n > 64<<10 {
+		t.Fatalf("a new 1 GiB image occupies %d bytes (%v), want it sparse", n, err)
+	}
+	data := pattern(8192, 1)
+	if err := d.WriteAt(ctx, data, 1000, true); err != nil { // FUA
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	got := make([]byte, len(data))
+	if _, err := raw.ReadAt(got, 1000*512); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the image does not hold the written data at its offset (%v)", err)
+	}
+	if fi, err := raw.Stat(); err != nil || fi.Size() != 1<<30 {
+		t.Fatalf("image size: %v, %v", fi, err)
+	}
+	// Reopen without a size: the image's size is used.
+	d, err = OpenFile(path, FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Blocks() != (1<<30)/512 {
+		t.Fatalf("reopened with %d blocks", d.Blocks())
+	}
+	if !bytes.Equal(mustRead(t, d, 1000, 16), data) {
+		t.Fatal("reopened image lost data")
+	}
+}
+
+func TestFileExtendOnOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.img")
+	if err := os.WriteFile(path, pattern(4096, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenFile(path, FileOptions{Size: 1 << 20, BlockSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Blocks() != 256 {
+		t.Fatalf("%d blocks after extending to 1 MiB", d.Blocks())
+	}
+	if !bytes.Equal(mustRead(t, d, 0, 1), pattern(4096, 1)) || !allZero(mustRead(t, d, 1, 255)) {
+		t.Fatal("extending changed the old data or left garbage")
+	}
+}
+
+func TestFileOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	odd := filepath.Join(dir, "odd.img")
+	if err := os.WriteFile(odd, make([]byte, 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.img")
+	if err := os.WriteFile(big, make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.img")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		opts FileOptions
+		msg  string
+	}{
+		{filepath.Join(dir, "missing.img"), FileOptions{}, "no such file"},
+		{odd, FileOptions{}, "image is 1000 bytes, not a positive multiple of the block size 512 (give size= to create or extend it)"},
+		{empty, FileOptions{}, "image is 0 bytes"},
+		{big, FileOptions{BlockSize: 4096, Size: 4096}, "image is 8192 bytes, larger than size=4096: refusing to shrink it"},
+		{big, FileOptions{Size: 1000}, "not a multiple of the block size"},
+		{big, FileOptions{BlockSize: 1024}, "block size 1024"},
+		{dir, FileOptions{}, "is a directory"},
+	}
+	for _, tc := range tests {
+		d, err := OpenFile(tc.path, tc.opts)
+		if err == nil {
+			d.Close()
+			t.Errorf("OpenFile(%s, %+v): no error, want %q", tc.path, tc.opts, tc.msg)
+			continue
+		}
+		if d != nil || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("OpenFile(%s, %+v) = %v, %v; want an error naming the path and containing %q", tc.path, tc.opts, d, err, tc.msg)
+		}
+	}
+	// The big image must not have been truncated by the refused open.
+	if fi, err := os.Stat(big); err != nil || fi.Size() != 8192 {
+		t.Fatalf("refused open changed the image: %v, %v", fi, err)
+	}
+}
+
+func TestFileExclusive(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.img")
+	d, err := OpenFile(path, FileOptions{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2, err := OpenFile(path, FileOptions{}); err == nil || !strings.Contains(err.Error(), "in use") {
+		if d2 != nil {
+			d2.Close()
+		}
+		t.Fatalf("second open of an image in use: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second close: %v, want ErrClosed", err)
+	}
+	if err := d.Flush(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("flush after close: %v, want ErrClosed", err)
+	}
+	if err := d.ReadAt(context.Background(), make([]byte, 512), 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after close: %v, want ErrClosed", err)
+	}
+	d, err = OpenFile(path, FileOptions{})
+	if err != nil {
+		t.Fatalf("reopen after close: %v", err)
+	}
+	d.Close()
+}
+
+func TestFileMetadataFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.img")
+	d, err := OpenFile(path, FileOptions{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetMetadata("pr", []byte("aptpl state")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetMetadata("pr", []byte("aptpl state 2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(path + ".meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "pr" {
+		t.Fatalf("metadata directory holds %v, want just pr (no temporary files)", entries)
+	}
+	d, err = OpenFile(path, FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if v, err := d.GetMetadata("pr"); err != nil || string(v) != "aptpl state 2" {
+		t.Fatalf("metadata after reopen: %q, %v", v, err)
+	}
+}
+
+func TestFileResizePersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.img")
+	d, err := OpenFile(path, FileOptions{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Resize((4 << 20) / 512); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 4<<20 {
+		t.Fatalf("image after resize: %v, %v", fi, err)
+	}
+}
+
+func TestFileErrorClassification(t *testing.T) {
+	tests := []struct {
+		errno error
+		want  error
+	}{
+		{unix.EIO, scsi.ErrMedium},
+		{unix.EBADMSG, scsi.ErrMedium},
+		{unix.ENOSPC, scsi.ErrNoSpace},
+		{unix.EDQUOT, scsi.ErrNoSpace},
+		{unix.EROFS, scsi.ErrWriteProtected},
+		{os.ErrClosed, ErrClosed},
+	}
+	for _, tc := range tests {
+		wrapped := &os.PathError{Op: "pwrite", Path: "x", Err: tc.errno}
+		err := classifyErrno(wrapped)
+		if !errors.Is(err, tc.want) || !errors.Is(err, tc.errno) {
+			t.Errorf("classifyErrno(%v) = %v, want it to match %v and keep the cause", tc.errno, err, tc.want)
+		}
+	}
+}
