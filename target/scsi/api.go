@@ -71,6 +71,9 @@ type Result struct {
 
 	senseBuf [252]byte
 	dataBuf  []byte
+	// xferLen is the CDB's transfer length in bytes (see TransferLength);
+	// Execute sets it on every call.
+	xferLen int
 }
 
 // Reset clears r for reuse and keeps its buffers.
