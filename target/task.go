@@ -1,0 +1,604 @@
+package target
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vbs-storage/vbs/target/iscsi"
+	"github.com/vbs-storage/vbs/target/scsi"
+)
+
+// CDB and AHS layout (RFC 7143 sections 11.2.1.2 and 11.3.5).
+const (
+	baseCDBLen       = 16
+	maxCDBLen        = 260
+	ahsHeaderLen     = 4
+	ahsTypeExtCDB    = 1
+	senseLengthField = 2
+	maxSenseLen      = 252
+	// defaultMaxXmit is MaxRecvDataSegmentLength's RFC default.
+	defaultMaxXmit = 8192
+)
+
+// taskState is where a command is in its life. Transitions happen under
+// conn.mu.
+type taskState uint8
+
+const (
+	// taskHeld: in the CmdSN window behind a gap.
+	taskHeld taskState = iota
+	// taskWaitingData: delivered, collecting Data-Out (reader-owned).
+	taskWaitingData
+	// taskQueued: handed to a worker; only the worker touches it now.
+	taskQueued
+)
+
+// r2tSlot is one outstanding R2T of a task.
+type r2tSlot struct {
+	ttt    uint32
+	off    uint32
+	length uint32
+	recv   uint32
+	dataSN uint32
+	active bool
+}
+
+// task is one SCSI command from arrival to its last response PDU. Tasks
+// are pooled with their buffers, so a steady stream of reads and writes
+// allocates nothing. A task is also the context.Context of its execution:
+// aborting the task cancels it without allocating a context per command.
+type task struct {
+	c         *conn
+	itt       uint32
+	cmdSN     uint32
+	immediate bool
+	lunField  uint64
+	flags     byte
+	edtl      uint32
+	cdb       [maxCDBLen]byte
+	cdbLen    int
+	state     taskState
+	aborted   atomic.Bool
+	// abortWG, guarded by conn.mu, is signalled when an aborted queued
+	// task has finished.
+	abortWG *sync.WaitGroup
+
+	// Data-Out collection (reader-owned while taskWaitingData).
+	buf         []byte
+	want        uint32 // bytes of data-out to collect
+	recv        uint32
+	unsolEnd    uint32
+	unsolNext   uint32
+	unsolDataSN uint32
+	nextR2T     uint32
+	r2tSN       uint32
+	r2ts        []r2tSlot
+	outstanding int
+
+	cmd      scsi.Command
+	res      scsi.Result
+	hdr      iscsi.PDU
+	senseBuf [senseLengthField + maxSenseLen]byte
+
+	ctxMu  sync.Mutex
+	doneCh chan struct{}
+}
+
+var taskPool = sync.Pool{New: func() any { return new(task) }}
+
+func getTask(c *conn) *task {
+	t := taskPool.Get().(*task)
+	t.c = c
+	t.state = taskHeld
+	t.aborted.Store(false)
+	t.abortWG = nil
+	t.want, t.recv, t.unsolEnd, t.unsolNext, t.unsolDataSN = 0, 0, 0, 0, 0
+	t.nextR2T, t.r2tSN, t.outstanding = 0, 0, 0
+	t.doneCh = nil
+	t.res.Reset()
+	return t
+}
+
+func putTask(t *task) {
+	t.c = nil
+	t.cmd = scsi.Command{}
+	t.hdr.Data = nil
+	taskPool.Put(t)
+}
+
+// Deadline implements context.Context: commands have none.
+func (t *task) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done implements context.Context; the channel is made only when someone
+// asks for it.
+func (t *task) Done() <-chan struct{} {
+	t.ctxMu.Lock()
+	defer t.ctxMu.Unlock()
+	if t.doneCh == nil {
+		t.doneCh = make(chan struct{})
+		if t.aborted.Load() {
+			close(t.doneCh)
+		}
+	}
+	return t.doneCh
+}
+
+// Err implements context.Context.
+func (t *task) Err() error {
+	if t.aborted.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// Value implements context.Context: a task carries no values.
+func (t *task) Value(any) any { return nil }
+
+// abort marks t aborted and cancels its execution.
+func (t *task) abort() {
+	if t.aborted.Swap(true) {
+		return
+	}
+	t.ctxMu.Lock()
+	if t.doneCh != nil {
+		close(t.doneCh)
+	}
+	t.ctxMu.Unlock()
+}
+
+func (t *task) isWrite() bool { return t.flags&iscsi.FlagWrite != 0 }
+func (t *task) isRead() bool  { return t.flags&iscsi.FlagRead != 0 }
+
+// onSCSICommand handles a SCSI Command PDU.
+func (c *conn) onSCSICommand(p *iscsi.PDU) error {
+	ss := c.sess
+	if ss.tgt == nil {
+		// Discovery sessions carry no SCSI commands (RFC 7143 section 4.3).
+		c.reject(rejectProtocolError, p)
+		return nil
+	}
+	itt := p.ITT()
+	if itt == iscsi.ReservedITT {
+		c.reject(rejectInvalidPDUField, p)
+		return nil
+	}
+	c.mu.Lock()
+	_, dup := c.tasks[itt]
+	n := len(c.tasks)
+	c.mu.Unlock()
+	if dup {
+		c.reject(rejectTaskInProgress, p)
+		return nil
+	}
+	if p.Immediate() && n >= maxImmediateFactor*int(c.srv.opts.QueueDepth) {
+		c.reject(rejectImmediateCommand, p)
+		return nil
+	}
+	t := getTask(c)
+	t.itt = itt
+	t.cmdSN = p.CmdSN()
+	t.immediate = p.Immediate()
+	t.lunField = p.LUN()
+	t.flags = p.Flags()
+	t.edtl = p.ExpectedDataTransferLength()
+	t.cdbLen = copy(t.cdb[:], p.CDB())
+	if err := t.extendedCDB(p.AHS); err != nil {
+		putTask(t)
+		c.reject(rejectInvalidPDUField, p)
+		return nil
+	}
+	if t.isWrite() && t.edtl <= c.srv.opts.MaxCommandBuffer {
+		t.want = t.edtl
+		if uint32(cap(t.buf)) < t.want {
+			t.buf = make([]byte, t.want)
+		}
+		t.buf = t.buf[:t.want]
+		imm := p.Data
+		if uint32(len(imm)) > t.want {
+			imm = imm[:t.want]
+		}
+		t.recv = uint32(copy(t.buf, imm))
+		t.unsolEnd = t.recv
+		if !c.params.InitialR2T {
+			t.unsolEnd = max(t.recv, min(c.params.FirstBurstLength, t.want))
+		}
+		t.unsolNext = t.recv
+		t.nextR2T = t.unsolEnd
+	}
+
+	c.mu.Lock()
+	c.tasks[itt] = t
+	c.mu.Unlock()
+	ss.mu.Lock()
+	adm := ss.window.Admit(t.cmdSN, t.immediate, t)
+	ss.mu.Unlock()
+	switch adm {
+	case iscsi.AdmitDrop:
+		c.mu.Lock()
+		delete(c.tasks, itt)
+		c.mu.Unlock()
+		putTask(t)
+		return nil
+	case iscsi.AdmitHeld:
+		return nil
+	}
+	c.deliver(t)
+	c.deliverHeld()
+	return nil
+}
+
+// extendedCDB appends the Extended CDB AHS, if any, to t's CDB.
+func (t *task) extendedCDB(ahs []byte) error {
+	for len(ahs) >= ahsHeaderLen {
+		n := int(binary.BigEndian.Uint16(ahs))
+		typ := ahs[2]
+		total := ahsHeaderLen - 1 + n
+		total += (4 - total&3) & 3
+		if n == 0 || total > len(ahs) {
+			return fmt.Errorf("bad AHS length %d", n)
+		}
+		if typ == ahsTypeExtCDB {
+			ext := ahs[ahsHeaderLen : ahsHeaderLen-1+n]
+			if baseCDBLen+len(ext) > maxCDBLen {
+				return fmt.Errorf("extended CDB too long")
+			}
+			t.cdbLen = baseCDBLen + copy(t.cdb[baseCDBLen:], ext)
+		}
+		ahs = ahs[total:]
+	}
+	return nil
+}
+
+// deliverHeld delivers every held command the window now releases.
+func (c *conn) deliverHeld() {
+	ss := c.sess
+	for {
+		ss.mu.Lock()
+		t, ok := ss.window.Next()
+		ss.mu.Unlock()
+		if !ok {
+			return
+		}
+		if t != nil {
+			c.deliver(t)
+		}
+	}
+}
+
+// deliver starts a command that is next in CmdSN order: it solicits the
+// data it still needs, or queues it for execution.
+func (c *conn) deliver(t *task) {
+	if t.aborted.Load() {
+		c.dropTask(t)
+		return
+	}
+	if t.recv < t.want {
+		c.mu.Lock()
+		t.state = taskWaitingData
+		c.mu.Unlock()
+		c.issueR2Ts(t)
+		return
+	}
+	c.queueExec(t)
+}
+
+// dropTask forgets a task that will never run (aborted before execution).
+func (c *conn) dropTask(t *task) {
+	c.mu.Lock()
+	if c.tasks[t.itt] == t {
+		delete(c.tasks, t.itt)
+	}
+	c.mu.Unlock()
+	if !t.immediate {
+		c.sess.cmdDone()
+	}
+	putTask(t)
+}
+
+// issueR2Ts sends R2Ts for t until MaxOutstandingR2T are outstanding or
+// all its data has been asked for.
+func (c *conn) issueR2Ts(t *task) {
+	maxR2T := int(max(c.params.MaxOutstandingR2T, 1))
+	if cap(t.r2ts) < maxR2T {
+		t.r2ts = make([]r2tSlot, maxR2T)
+	}
+	t.r2ts = t.r2ts[:maxR2T]
+	burst := max(c.params.MaxBurstLength, 512)
+	for t.outstanding < maxR2T && t.nextR2T < t.want {
+		slot := -1
+		for i := range t.r2ts {
+			if !t.r2ts[i].active {
+				slot = i
+				break
+			}
+		}
+		n := min(burst, t.want-t.nextR2T)
+		ttt := c.newTTT()
+		t.r2ts[slot] = r2tSlot{ttt: ttt, off: t.nextR2T, length: n, active: true}
+		m := newCtl(iscsi.OpR2T, statSNPeek)
+		m.pdu.SetLUN(t.lunField)
+		m.pdu.SetITT(t.itt)
+		m.pdu.SetTTT(ttt)
+		m.pdu.SetDataSN(t.r2tSN)
+		m.pdu.SetBufferOffset(t.nextR2T)
+		m.pdu.SetResidualCount(n)
+		t.r2tSN++
+		t.nextR2T += n
+		t.outstanding++
+		c.send(m)
+	}
+}
+
+// errDataOut is a Data-Out sequence error; at ERL 0 it ends the
+// connection (RFC 7143 section 7.1.4).
+type errDataOut struct {
+	itt    uint32
+	reason string
+}
+
+func (e *errDataOut) Error() string {
+	return fmt.Sprintf("data-out for task 0x%08x: %s", e.itt, e.reason)
+}
+
+// onDataOut handles a SCSI Data-Out PDU.
+func (c *conn) onDataOut(p *iscsi.PDU) error {
+	itt := p.ITT()
+	c.mu.Lock()
+	t := c.tasks[itt]
+	var state taskState
+	if t != nil {
+		state = t.state
+	}
+	c.mu.Unlock()
+	if t == nil || t.want == 0 {
+		// Data for a task we dropped (out of window, aborted, too large):
+		// nothing to do with it.
+		return nil
+	}
+	if state == taskQueued {
+		return &errDataOut{itt, "more data than expected"}
+	}
+	off, n, dsn := p.BufferOffset(), uint32(len(p.Data)), p.DataSN()
+	if uint64(off)+uint64(n) > uint64(t.want) {
+		return &errDataOut{itt, fmt.Sprintf("offset %d+%d beyond expected length %d", off, n, t.want)}
+	}
+	final := p.Final()
+	reissue := false
+	if ttt := p.TTT(); ttt == iscsi.ReservedITT {
+		if off != t.unsolNext || dsn != t.unsolDataSN || off+n > t.unsolEnd {
+			return &errDataOut{itt, fmt.Sprintf("unsolicited data at %d (want %d) DataSN %d (want %d)", off, t.unsolNext, dsn, t.unsolDataSN)}
+		}
+		t.unsolNext += n
+		t.unsolDataSN++
+		if final && t.unsolNext != t.unsolEnd {
+			return &errDataOut{itt, "unsolicited burst ended early"}
+		}
+	} else {
+		var r *r2tSlot
+		for i := range t.r2ts {
+			if t.r2ts[i].active && t.r2ts[i].ttt == ttt {
+				r = &t.r2ts[i]
+				break
+			}
+		}
+		if r == nil {
+			return &errDataOut{itt, fmt.Sprintf("unknown target transfer tag 0x%08x", ttt)}
+		}
+		if off != r.off+r.recv || dsn != r.dataSN || r.recv+n > r.length {
+			return &errDataOut{itt, fmt.Sprintf("solicited data at %d (want %d) DataSN %d (want %d)", off, r.off+r.recv, dsn, r.dataSN)}
+		}
+		r.recv += n
+		r.dataSN++
+		if final && r.recv != r.length {
+			return &errDataOut{itt, "solicited burst ended early"}
+		}
+		if r.recv == r.length {
+			r.active = false
+			t.outstanding--
+			reissue = true
+		}
+	}
+	copy(t.buf[off:], p.Data)
+	t.recv += n
+	if state != taskWaitingData {
+		return nil // held: keep collecting until delivered
+	}
+	if t.recv == t.want {
+		c.queueExec(t)
+		return nil
+	}
+	if reissue {
+		if t.aborted.Load() {
+			c.dropTask(t)
+			return nil
+		}
+		c.issueR2Ts(t)
+	}
+	return nil
+}
+
+// queueExec hands t to a worker.
+func (c *conn) queueExec(t *task) {
+	if t.aborted.Load() {
+		c.dropTask(t)
+		return
+	}
+	ss := c.sess
+	var dataOut []byte
+	if t.want > 0 {
+		dataOut = t.buf[:t.want]
+	}
+	var expIn uint32
+	if t.isRead() {
+		expIn = t.edtl
+	}
+	t.cmd = scsi.Command{
+		Nexus:          ss.nexus,
+		LUN:            iscsi.DecodeLUN(t.lunField),
+		CDB:            t.cdb[:t.cdbLen],
+		DataOut:        dataOut,
+		ExpectedDataIn: expIn,
+		Attribute:      taskAttribute(t.flags & iscsi.AttrMask),
+		Tag:            uint64(t.itt),
+	}
+	c.mu.Lock()
+	t.state = taskQueued
+	c.mu.Unlock()
+	if c.idle.Load() == 0 && c.nworkers < cap(c.work) {
+		c.nworkers++
+		c.workers.Add(1)
+		go c.worker()
+	}
+	c.running.Add(1)
+	select {
+	case c.work <- t:
+	case <-c.closing:
+		c.running.Done()
+	}
+}
+
+// iSCSI task attributes (RFC 7143 section 11.3.1.3).
+const (
+	attrUntagged = 0
+	attrSimple   = 1
+	attrOrdered  = 2
+	attrHead     = 3
+	attrACA      = 4
+)
+
+func taskAttribute(a byte) scsi.TaskAttribute {
+	switch a {
+	case attrOrdered:
+		return scsi.TaskOrdered
+	case attrHead:
+		return scsi.TaskHeadOfQueue
+	case attrACA:
+		return scsi.TaskACA
+	}
+	return scsi.TaskSimple
+}
+
+// worker executes queued commands until the connection closes.
+func (c *conn) worker() {
+	defer c.workers.Done()
+	for {
+		c.idle.Add(1)
+		select {
+		case t := <-c.work:
+			c.idle.Add(-1)
+			c.execute(t)
+		case <-c.closing:
+			c.idle.Add(-1)
+			return
+		}
+	}
+}
+
+// execute runs t on the SCSI layer and sends its response.
+func (c *conn) execute(t *task) {
+	defer c.running.Done()
+	ss := c.sess
+	t.res.Reset()
+	ss.tgt.scsi.Execute(t, &t.cmd, &t.res)
+	c.mu.Lock()
+	if c.tasks[t.itt] == t {
+		delete(c.tasks, t.itt)
+	}
+	wg := t.abortWG
+	c.mu.Unlock()
+	if !t.immediate {
+		ss.cmdDone()
+	}
+	if t.aborted.Load() {
+		// RFC 7143 section 4.2.3.4 (ERL 0): an aborted task gets no
+		// response; the TMF response tells the initiator.
+		if wg != nil {
+			wg.Done()
+		}
+		putTask(t)
+		return
+	}
+	c.send(t)
+}
+
+// emit queues the Data-In and SCSI Response PDUs of a finished command.
+// Data-In PDUs reference the result buffer: no copy.
+func (t *task) emit(c *conn) error {
+	res := &t.res
+	data := res.DataIn
+	if uint32(len(data)) > t.cmd.ExpectedDataIn {
+		data = data[:t.cmd.ExpectedDataIn]
+	}
+	var resFlags byte
+	var residual uint32
+	if xfer := uint64(max(res.TransferLength(), 0)); xfer > uint64(t.edtl) {
+		resFlags, residual = iscsi.FlagOverflow, uint32(min(xfer-uint64(t.edtl), 1<<32-1))
+	} else if xfer < uint64(t.edtl) {
+		resFlags, residual = iscsi.FlagUnderflow, t.edtl-uint32(xfer)
+	}
+	collapse := res.Status == scsi.StatusGood && len(data) > 0
+	maxXmit := int(c.maxXmit.Load())
+	h := &t.hdr
+	var dsn uint32
+	for off := 0; off < len(data); {
+		n := min(len(data)-off, maxXmit)
+		last := off+n == len(data)
+		h.Reset()
+		h.SetOpcode(iscsi.OpSCSIDataIn, false)
+		mode := statSNNone
+		if last {
+			flags := byte(iscsi.FlagFinal)
+			if collapse {
+				flags |= iscsi.FlagStatus | resFlags
+				h.SetByte3(byte(res.Status))
+				h.SetResidualCount(residual)
+				mode = statSNAdvance
+			}
+			h.SetFlags(flags)
+		}
+		h.SetLUN(t.lunField)
+		h.SetITT(t.itt)
+		h.SetTTT(iscsi.ReservedITT)
+		c.stamp(&h.BHS, mode)
+		h.SetDataSN(dsn)
+		h.SetBufferOffset(uint32(off))
+		h.Data = data[off : off+n]
+		if err := c.wr.Queue(h); err != nil {
+			return err
+		}
+		dsn++
+		off += n
+	}
+	if collapse {
+		return nil
+	}
+	h.Reset()
+	h.SetOpcode(iscsi.OpSCSIResponse, false)
+	h.SetFlags(iscsi.FlagFinal | resFlags)
+	h.SetByte2(scsiResponseCompleted)
+	h.SetByte3(byte(res.Status))
+	h.SetITT(t.itt)
+	c.stamp(&h.BHS, statSNAdvance)
+	if t.isRead() {
+		h.SetDataSN(dsn)
+	} else {
+		h.SetDataSN(t.r2tSN)
+	}
+	h.SetResidualCount(residual)
+	if len(res.Sense) > 0 {
+		sl := copy(t.senseBuf[senseLengthField:], res.Sense)
+		binary.BigEndian.PutUint16(t.senseBuf[:], uint16(sl))
+		h.Data = t.senseBuf[:senseLengthField+sl]
+	}
+	return c.wr.Queue(h)
+}
+
+// scsiResponseCompleted is the SCSI Response "Command Completed at Target"
+// code (RFC 7143 section 11.4.3).
+const scsiResponseCompleted = 0x00
+
+func (t *task) release(*conn) { putTask(t) }
