@@ -1,0 +1,88 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+
+	"github.com/vbs-storage/vbs/control/catalog"
+	"github.com/vbs-storage/vbs/control/node"
+)
+
+// reconcileOps starts pending operations, restarts running ones this
+// leader does not own (after a failover or restart; every operation is
+// idempotent), and cancels those whose cancel was requested.
+func (r *Reconciler) reconcileOps(ctx context.Context, ops []catalog.Operation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range ops {
+		cancel, running := r.ops[o.ID]
+		switch {
+		case o.State.Final():
+			continue
+		case running && o.CancelRequested:
+			cancel()
+		case !running && o.CancelRequested:
+			r.launch(ctx, o, true)
+		case !running:
+			r.launch(ctx, o, false)
+		}
+	}
+}
+
+// launch runs one operation in a goroutine the Reconciler owns. Called
+// with r.mu held.
+func (r *Reconciler) launch(ctx context.Context, o catalog.Operation, cancelled bool) {
+	octx, cancel := context.WithCancel(ctx)
+	if cancelled {
+		cancel()
+	}
+	r.ops[o.ID] = cancel
+	r.opsWG.Add(1)
+	go func() {
+		defer r.opsWG.Done()
+		defer cancel()
+		r.runOp(octx, ctx, o)
+		r.mu.Lock()
+		delete(r.ops, o.ID)
+		r.mu.Unlock()
+		r.Kick()
+	}()
+}
+
+// runOp carries out one operation and records its outcome. octx is the
+// operation's own context (cancelled on request); ctx outlives it so the
+// outcome can still be recorded.
+func (r *Reconciler) runOp(octx, ctx context.Context, o catalog.Operation) {
+	update := func(state catalog.OpState, progress uint32, msg string) {
+		_, err := r.cfg.Catalog.Apply(ctx, catalog.UpdateOperation{ID: o.ID, State: state, Progress: progress, Message: msg, Time: r.cfg.Now()})
+		if err != nil {
+			r.log.Warn("operation update failed", "op", o.ID, "err", err)
+		}
+	}
+	if octx.Err() != nil {
+		update(catalog.OpCancelled, o.Progress, "cancelled")
+		return
+	}
+	if o.State == catalog.OpPending {
+		update(catalog.OpRunning, 0, "started")
+	}
+	var err error
+	switch o.Kind {
+	case catalog.OpResize:
+		err = r.cfg.Driver.ResizeVolume(octx, o.Volume, o.SizeBytes)
+	case catalog.OpRevert:
+		err = r.cfg.Driver.RevertVolume(octx, node.SnapshotRef{Volume: o.Volume, Snapshot: o.Snapshot})
+	default:
+		err = errors.New("operation kind not supported by this server")
+	}
+	switch {
+	case err == nil:
+		update(catalog.OpSucceeded, 100, "done")
+	case octx.Err() != nil && ctx.Err() == nil:
+		update(catalog.OpCancelled, o.Progress, "cancelled: "+err.Error())
+	case ctx.Err() != nil:
+		// Shutting down: leave it running; the next leader restarts it.
+	default:
+		update(catalog.OpFailed, o.Progress, err.Error())
+	}
+}

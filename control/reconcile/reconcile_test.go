@@ -1,0 +1,255 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vbs-storage/vbs/control/catalog"
+	"github.com/vbs-storage/vbs/control/node"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const gib = 1 << 30
+
+// harness runs a real one-node catalog and a Reconciler over a memDriver.
+type harness struct {
+	t     *testing.T
+	store *catalog.Store
+	drv   *memDriver
+	rec   *Reconciler
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	st, err := catalog.Open(catalog.Config{
+		NodeName: "n1", DataDir: t.TempDir(), BindAddr: freeAddr(t), Bootstrap: true,
+		ElectionTimeout: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for !st.IsLeader() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-st.LeaderCh():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	h := &harness{t: t, store: st, drv: newMemDriver()}
+	h.rec = New(Config{
+		NodeName: "n1", Driver: h.drv, Catalog: st, Interval: time.Hour,
+		Self: NodeInfo{Name: "n1", State: catalog.NodeAlive, APIAddress: "127.0.0.1:1"},
+	})
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.rec.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		<-done
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
+}
+
+func (h *harness) apply(c catalog.Command) {
+	h.t.Helper()
+	if _, err := h.store.Apply(context.Background(), c); err != nil {
+		h.t.Fatalf("apply %T: %v", c, err)
+	}
+}
+
+func (h *harness) sync(key Key) error {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return h.rec.Sync(ctx, key)
+}
+
+func (h *harness) volume(name string) catalog.Volume {
+	var v catalog.Volume
+	h.store.View(func(s *catalog.State) { v, _ = s.Volume(name) })
+	return v
+}
+
+func (h *harness) waitOp(id string) catalog.Operation {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var o catalog.Operation
+		changed := h.store.Changed()
+		h.store.View(func(s *catalog.State) { o = *s.Operations[id] })
+		if o.State.Final() {
+			return o
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("operation %s still %s", id, o.State)
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func TestReconcileLifecycle(t *testing.T) {
+	h := newHarness(t)
+	h.apply(catalog.CreateVolume{Name: "a", SizeBytes: gib, BlockSize: 4096, Node: "n1"})
+	if err := h.sync(VolumeKey("a")); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.volume("a"); v.State != catalog.VolumeAvailable {
+		t.Fatalf("volume after pass = %+v", v)
+	}
+	if _, ok := h.drv.volumes["a"]; !ok {
+		t.Fatal("driver has no volume a")
+	}
+	var nodes int
+	h.store.View(func(s *catalog.State) { nodes = len(s.Nodes) })
+	if nodes != 1 {
+		t.Fatalf("node records = %d", nodes)
+	}
+
+	// Snapshot, then a linked clone of it.
+	h.apply(catalog.CreateSnapshot{Volume: "a", Name: "s"})
+	if err := h.sync(SnapshotKey("a", "s")); err != nil {
+		t.Fatal(err)
+	}
+	h.apply(catalog.CreateVolume{Name: "c", SizeBytes: gib, BlockSize: 4096, Node: "n1", Source: &catalog.SnapshotRef{Volume: "a", Snapshot: "s"}})
+	if err := h.sync(VolumeKey("c")); err != nil {
+		t.Fatal(err)
+	}
+	if h.drv.volumes["c"].Source == nil {
+		t.Fatal("clone made without source")
+	}
+
+	// Grant and revoke are enforced by the end of the next pass.
+	h.apply(catalog.GrantAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:h", TargetIQN: "iqn.t:a", CHAP: &catalog.CHAP{User: "u", Secret: "0123456789ab"}})
+	if err := h.sync(ExportKey("a", "iqn.2026-01.x:h")); err != nil {
+		t.Fatal(err)
+	}
+	if e := h.drv.exports[[2]string{"a", "iqn.2026-01.x:h"}]; e.CHAP == nil || e.CHAP.Secret != "0123456789ab" {
+		t.Fatalf("driver export = %+v", e)
+	}
+	// An export the catalog does not hold is withdrawn.
+	h.drv.mu.Lock()
+	h.drv.exports[[2]string{"a", "iqn.2026-01.x:stray"}] = node.ExportSpec{Volume: "a", TargetIQN: "iqn.t:a", InitiatorIQN: "iqn.2026-01.x:stray"}
+	h.drv.mu.Unlock()
+	h.apply(catalog.RevokeAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:h"})
+	if err := h.sync(ExportKey("a", "iqn.2026-01.x:h")); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.drv.exports) != 0 {
+		t.Fatalf("driver exports after revoke = %+v", h.drv.exports)
+	}
+
+	// Resize and revert run as operations.
+	h.apply(catalog.CreateOperation{ID: "r1", Kind: catalog.OpResize, Volume: "a", SizeBytes: 2 * gib})
+	h.rec.Kick()
+	if o := h.waitOp("r1"); o.State != catalog.OpSucceeded || o.Progress != 100 {
+		t.Fatalf("resize op = %+v", o)
+	}
+	if h.volume("a").SizeBytes != 2*gib || h.drv.volumes["a"].SizeBytes != 2*gib {
+		t.Fatalf("size after resize: catalog %d, driver %d", h.volume("a").SizeBytes, h.drv.volumes["a"].SizeBytes)
+	}
+	h.apply(catalog.CreateOperation{ID: "v1", Kind: catalog.OpRevert, Volume: "a", Snapshot: "s"})
+	h.rec.Kick()
+	if o := h.waitOp("v1"); o.State != catalog.OpSucceeded || len(h.drv.reverted) != 1 {
+		t.Fatalf("revert op = %+v, reverted %v", o, h.drv.reverted)
+	}
+
+	// Cascade delete removes the clone, the snapshot and the source.
+	h.apply(catalog.DeleteVolume{Name: "a", Cascade: true})
+	for i := 0; i < 3 && len(h.drv.volumes) > 0; i++ {
+		if err := h.sync(VolumeKey("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var left int
+	h.store.View(func(s *catalog.State) { left = len(s.Volumes) + len(s.Snapshots) })
+	if len(h.drv.volumes) != 0 || left != 0 {
+		t.Fatalf("after cascade delete: driver %v, catalog has %d records", h.drv.volumes, left)
+	}
+}
+
+func TestReconcileDriverErrors(t *testing.T) {
+	h := newHarness(t)
+	boom := errors.New("pool offline")
+	h.drv.setFail("EnsureVolume", boom)
+	h.apply(catalog.CreateVolume{Name: "a", SizeBytes: gib, BlockSize: 4096, Node: "n1"})
+	if err := h.sync(VolumeKey("a")); !errors.Is(err, boom) {
+		t.Fatalf("Sync = %v, want %v", err, boom)
+	}
+	if v := h.volume("a"); v.State != catalog.VolumeError || v.Reason != boom.Error() {
+		t.Fatalf("volume = %+v, want error with reason", v)
+	}
+	// The next pass after the fault clears recovers the volume.
+	h.drv.setFail("EnsureVolume", nil)
+	if err := h.sync(VolumeKey("a")); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.volume("a"); v.State != catalog.VolumeAvailable || v.Reason != "" {
+		t.Fatalf("volume after recovery = %+v", v)
+	}
+	// A failing export is reported to the caller waiting on it.
+	h.drv.setFail("Export", boom)
+	h.apply(catalog.GrantAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:h", TargetIQN: "iqn.t:a"})
+	if err := h.sync(ExportKey("a", "iqn.2026-01.x:h")); !errors.Is(err, boom) {
+		t.Fatalf("Sync(export) = %v", err)
+	}
+}
+
+func TestReconcileCancelOperation(t *testing.T) {
+	h := newHarness(t)
+	h.apply(catalog.CreateVolume{Name: "a", SizeBytes: gib, BlockSize: 4096, Node: "n1"})
+	if err := h.sync(VolumeKey("a")); err != nil {
+		t.Fatal(err)
+	}
+	h.drv.mu.Lock()
+	h.drv.block = make(chan struct{})
+	h.drv.mu.Unlock()
+	h.apply(catalog.CreateOperation{ID: "r1", Kind: catalog.OpResize, Volume: "a", SizeBytes: 2 * gib})
+	h.rec.Kick()
+	// Wait until it is running, then cancel it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st catalog.OpState
+		changed := h.store.Changed()
+		h.store.View(func(s *catalog.State) { st = s.Operations["r1"].State })
+		if st == catalog.OpRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("op state %s", st)
+		}
+		<-changed
+	}
+	h.apply(catalog.CancelOperation{ID: "r1"})
+	h.rec.Kick()
+	if o := h.waitOp("r1"); o.State != catalog.OpCancelled {
+		t.Fatalf("op after cancel = %+v", o)
+	}
+	if h.volume("a").SizeBytes != gib {
+		t.Fatal("cancelled resize changed the size")
+	}
+}
