@@ -456,9 +456,89 @@ func (d *File) CompareAndWrite(_ context.Context, lba uint64, compare, write []b
 }
 
 // CopyFrom implements scsi.Copier: holes in the source stay holes in the
-// copy; src may be d itself, with overlapping ranges.
+// copy; src may be d itself, with overlapping ranges. From another File (or
+// a distinct range of d) the data moves with copy_file_range, so it never
+// enters user space and file systems with reflinks (XFS, btrfs) share the
+// extents instead of copying them.
 func (d *File) CopyFrom(ctx context.Context, src scsi.Device, srcLBA, dstLBA, blocks uint64) error {
+	if s, ok := src.(*File); ok && s.bs == d.bs && !(s == d && srcLBA < dstLBA+blocks && dstLBA < srcLBA+blocks) {
+		err := d.copyFileRange(ctx, s, srcLBA, dstLBA, blocks)
+		if !errors.Is(err, errNoCopyFileRange) {
+			return err
+		}
+	}
 	return copyBlocks(ctx, d, src, srcLBA, dstLBA, blocks)
+}
+
+// errNoCopyFileRange means the kernel or file system cannot copy between
+// these files; nothing was copied and the caller falls back.
+var errNoCopyFileRange = errors.New("copy_file_range not supported")
+
+// copyFileRange copies extent by extent: source holes are punched in the
+// destination, source data is copied by the kernel.
+func (d *File) copyFileRange(ctx context.Context, src *File, srcLBA, dstLBA, blocks uint64) error {
+	if err := checkBlocks("copy from", src.blocks.Load(), srcLBA, blocks); err != nil {
+		return err
+	}
+	if err := checkBlocks("copy to", d.blocks.Load(), dstLBA, blocks); err != nil {
+		return err
+	}
+	if b := d.broken.Load(); b != nil {
+		return b.err
+	}
+	if d.closed.Load() || src.closed.Load() {
+		return fmt.Errorf("copy from %s to %s: %w", src.path, d.path, ErrClosed)
+	}
+	bs := uint64(d.bs)
+	first := true
+	for done := uint64(0); done < blocks; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("copy from %s at lba %d: %w", src.path, srcLBA+done, err)
+		}
+		mapped, n, err := src.LBAStatus(ctx, srcLBA+done, blocks-done)
+		if err != nil {
+			return fmt.Errorf("copy: %w", err)
+		}
+		if !mapped {
+			if err := d.zeroRange(ctx, "copy: unmap", dstLBA+done, n, true); err != nil {
+				return err
+			}
+			done += n
+			continue
+		}
+		if err := d.copyExtent(src, (srcLBA+done)*bs, (dstLBA+done)*bs, n*bs, first); err != nil {
+			return err
+		}
+		first = false
+		done += n
+	}
+	return nil
+}
+
+// copyExtent copies n bytes with copy_file_range under the destination's
+// write stripes. Only on the first extent may an unsupported copy turn into
+// errNoCopyFileRange: later, some data has moved, and holes were punched
+// before it either way, so a fallback from the start is still correct.
+func (d *File) copyExtent(src *File, soff, doff, n uint64, first bool) error {
+	d.lock.lock(doff, n, false)
+	defer d.lock.unlock(doff, n, false)
+	roff, woff := int64(soff), int64(doff)
+	for left := n; left > 0; {
+		k, err := unix.CopyFileRange(src.fd, &roff, d.fd, &woff, int(min(left, 1<<30)), 0)
+		switch {
+		case err != nil && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)):
+			if first && left == n {
+				return errNoCopyFileRange
+			}
+			return fmt.Errorf("copy from %s to %s: %w", src.path, d.path, err)
+		case err != nil:
+			return d.ioError("copy to", doff/uint64(d.bs), err)
+		case k == 0:
+			return fmt.Errorf("copy from %s at byte %d: source ends early: %w", src.path, roff, scsi.ErrOutOfRange)
+		}
+		left -= uint64(k)
+	}
+	return nil
 }
 
 // Resize grows the device (and its image, sparsely) to blocks blocks and

@@ -221,3 +221,71 @@ func TestFileErrorClassification(t *testing.T) {
 		}
 	}
 }
+
+// TestFileCopyBetweenFiles copies between two images with copy_file_range
+// and checks data and holes.
+func TestFileCopyBetweenFiles(t *testing.T) {
+	ctx := context.Background()
+	src := openFileDev(t, 512, (4<<20)/512).(*File)
+	dst := openFileDev(t, 512, (4<<20)/512).(*File)
+	mustWrite(t, src, 0, pattern(1<<20, 1))
+	mustWrite(t, src, (2<<20)/512, pattern(1<<20, 2))
+	mustWrite(t, dst, (1<<20)/512, pattern(1<<20, 3)) // becomes a hole
+	// Call the fast path itself, so that a silent fallback cannot pass.
+	err := dst.copyFileRange(ctx, src, 0, 0, src.Blocks())
+	if errors.Is(err, errNoCopyFileRange) {
+		t.Skip("this file system cannot copy_file_range")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mustRead(t, dst, 0, dst.Blocks()), mustRead(t, src, 0, src.Blocks())) {
+		t.Fatal("copy differs from its source")
+	}
+	want := []extent{{true, 2048}, {false, 2048}, {true, 2048}, {false, 2048}}
+	if got := extents(t, dst, dst.Blocks()); !equalExtents(got, want) {
+		t.Fatalf("copy extents %v, want %v", got, want)
+	}
+}
+
+// TestFileSyncFailureIsSticky checks that after a failed data sync the
+// device refuses writes and flushes but keeps serving reads.
+func TestFileSyncFailureIsSticky(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a.img")
+	d, err := OpenFile(path, FileOptions{Size: 64 * 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, d, 0, pattern(512, 1))
+	if err := d.syncFailed("fdatasync", unix.EIO); !errors.Is(err, scsi.ErrMedium) {
+		t.Fatalf("sync failure: %v, want ErrMedium", err)
+	}
+	if err := d.WriteAt(ctx, pattern(512, 2), 1, false); !errors.Is(err, scsi.ErrMedium) || !errors.Is(err, unix.EIO) {
+		t.Errorf("write after a failed sync: %v, want the sticky ErrMedium", err)
+	}
+	if err := d.Flush(ctx); !errors.Is(err, scsi.ErrMedium) {
+		t.Errorf("flush after a failed sync: %v, want the sticky ErrMedium", err)
+	}
+	if err := d.Unmap(ctx, 0, 1); !errors.Is(err, scsi.ErrMedium) {
+		t.Errorf("unmap after a failed sync: %v, want the sticky ErrMedium", err)
+	}
+	if !bytes.Equal(mustRead(t, d, 0, 1), pattern(512, 1)) {
+		t.Error("reads stopped working after a failed sync")
+	}
+	// A later failure does not replace the first.
+	if err := d.syncFailed("fsync", unix.ENOSPC); errors.Is(err, scsi.ErrNoSpace) {
+		t.Errorf("second failure replaced the first: %v", err)
+	}
+	// Close reports the failure but still releases the image.
+	if err := d.Close(); !errors.Is(err, scsi.ErrMedium) {
+		t.Errorf("close of a failed device: %v, want ErrMedium", err)
+	}
+	d, err = OpenFile(path, FileOptions{})
+	if err != nil {
+		t.Fatalf("reopen after a failed close: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
