@@ -74,6 +74,9 @@ type File struct {
 	metaMu sync.Mutex
 	// cawBufs holds *[]byte read buffers for CompareAndWrite.
 	cawBufs sync.Pool
+	// fallocate is unix.Fallocate; tests wrap it to inject EOPNOTSUPP and
+	// exercise the fallbacks of file systems that lack a mode.
+	fallocate func(fd int, mode uint32, off, n int64) error
 }
 
 // stickyError is a failure that poisons the device.
@@ -179,7 +182,7 @@ func setupFile(f *os.File, path string, opts FileOptions, created bool) (*File, 
 			return nil, err
 		}
 	}
-	d := &File{path: path, f: f, fd: fd, bs: opts.BlockSize}
+	d := &File{path: path, f: f, fd: fd, bs: opts.BlockSize, fallocate: unix.Fallocate}
 	d.blocks.Store(size / bs)
 	d.lock.shift = fileRegionShift
 	return d, nil
@@ -337,9 +340,12 @@ func (d *File) zeroRange(ctx context.Context, op string, lba, blocks uint64, unm
 	off, n := lba*uint64(d.bs), blocks*uint64(d.bs)
 	d.lock.lock(off, n, false)
 	defer d.lock.unlock(off, n, false)
-	d.syncMeta.Store(true)
+	// The allocation changes: the next Flush must fsync. Marked when the
+	// change is done, so a Flush racing with it cannot clear the mark
+	// before the change it must cover.
+	defer d.syncMeta.Store(true)
 	if unmap {
-		err := unix.Fallocate(d.fd, fallocPunchHole, int64(off), int64(n))
+		err := d.fallocate(d.fd, fallocPunchHole, int64(off), int64(n))
 		if err == nil {
 			return nil
 		}
@@ -348,15 +354,15 @@ func (d *File) zeroRange(ctx context.Context, op string, lba, blocks uint64, unm
 		}
 		return d.writeZerosLocked(ctx, op, lba, off, n)
 	}
-	err := unix.Fallocate(d.fd, fallocZeroRange, int64(off), int64(n))
+	err := d.fallocate(d.fd, fallocZeroRange, int64(off), int64(n))
 	if err == nil {
 		return nil
 	}
 	if !errors.Is(err, unix.EOPNOTSUPP) {
 		return d.ioError(op, lba, err)
 	}
-	if err := unix.Fallocate(d.fd, fallocPunchHole, int64(off), int64(n)); err == nil {
-		if err := unix.Fallocate(d.fd, fallocAllocate, int64(off), int64(n)); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+	if err := d.fallocate(d.fd, fallocPunchHole, int64(off), int64(n)); err == nil {
+		if err := d.fallocate(d.fd, fallocAllocate, int64(off), int64(n)); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
 			return d.ioError(op, lba, err)
 		}
 		// Without preallocation support the hole still reads as zeros.

@@ -289,3 +289,81 @@ func TestFileSyncFailureIsSticky(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFileWriteZeroesFallbacks runs WriteZeroes and Unmap on a file system
+// that lacks fallocate modes (injected EOPNOTSUPP) and checks each fallback
+// still reads back zeros, and which modes it tried.
+func TestFileWriteZeroesFallbacks(t *testing.T) {
+	tests := []struct {
+		name        string
+		unsupported []uint32
+		unmap       bool
+		wantModes   []uint32
+	}{
+		{"zero range", nil, false, []uint32{fallocZeroRange}},
+		{"punch and allocate", []uint32{fallocZeroRange}, false, []uint32{fallocZeroRange, fallocPunchHole, fallocAllocate}},
+		{"punch without allocate", []uint32{fallocZeroRange, fallocAllocate}, false, []uint32{fallocZeroRange, fallocPunchHole, fallocAllocate}},
+		{"write zeros", []uint32{fallocZeroRange, fallocPunchHole}, false, []uint32{fallocZeroRange, fallocPunchHole}},
+		{"unmap punches", nil, true, []uint32{fallocPunchHole}},
+		{"unmap writes zeros", []uint32{fallocPunchHole}, true, []uint32{fallocPunchHole}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			d := openFileDev(t, 512, 4096).(*File)
+			var modes []uint32
+			d.fallocate = func(fd int, mode uint32, off, n int64) error {
+				modes = append(modes, mode)
+				for _, m := range tc.unsupported {
+					if m == mode {
+						return unix.EOPNOTSUPP
+					}
+				}
+				return unix.Fallocate(fd, mode, off, n)
+			}
+			data := pattern(1<<20, 1)
+			mustWrite(t, d, 0, data)
+			if err := d.WriteZeroes(ctx, 5, 1000, tc.unmap); err != nil {
+				t.Fatal(err)
+			}
+			clear(data[5*512 : 1005*512])
+			if !bytes.Equal(mustRead(t, d, 0, 2048), data) {
+				t.Fatal("the zeroed range does not read back as zeros around intact data")
+			}
+			if len(modes) != len(tc.wantModes) {
+				t.Fatalf("fallocate modes %v, want %v", modes, tc.wantModes)
+			}
+			for i := range modes {
+				if modes[i] != tc.wantModes[i] {
+					t.Fatalf("fallocate modes %v, want %v", modes, tc.wantModes)
+				}
+			}
+		})
+	}
+}
+
+// TestFileFlushAfterAllocationChange checks that a hole punch or a resize
+// makes the next Flush a full fsync, and only the next one.
+func TestFileFlushAfterAllocationChange(t *testing.T) {
+	ctx := context.Background()
+	d := openFileDev(t, 512, 4096).(*File)
+	if d.syncMeta.Load() {
+		t.Fatal("a freshly opened image needs a metadata sync")
+	}
+	mustWrite(t, d, 0, pattern(4096, 1))
+	if d.syncMeta.Load() {
+		t.Fatal("a plain write asked for a metadata sync")
+	}
+	if err := d.Unmap(ctx, 0, 8); err != nil {
+		t.Fatal(err)
+	}
+	if !d.syncMeta.Load() {
+		t.Fatal("unmap did not ask for a metadata sync")
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.syncMeta.Load() {
+		t.Fatal("flush did not clear the metadata sync request")
+	}
+}

@@ -116,27 +116,23 @@ func ParseSpec(s string) (Spec, error) {
 	return spec, nil
 }
 
-func specError(format string, args ...any) error {
-	return fmt.Errorf(format, args...)
-}
-
 func parseSpec(s string) (Spec, error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	if !ok {
-		return Spec{}, specError("want KIND:ARG with KIND one of null, mem, file, store")
+		return Spec{}, fmt.Errorf("want KIND:ARG with KIND one of null, mem, file, store")
 	}
 	spec := Spec{Kind: Kind(kind), BlockSize: DefaultBlockSize}
 	switch spec.Kind {
 	case KindNull, KindMem, KindFile, KindStore:
 	default:
-		return Spec{}, specError("unknown kind %q (want null, mem, file or store)", kind)
+		return Spec{}, fmt.Errorf("unknown kind %q (want null, mem, file or store)", kind)
 	}
 	arg, opts, _ := strings.Cut(rest, ",")
 	if arg == "" {
 		if spec.Kind == KindNull || spec.Kind == KindMem {
-			return Spec{}, specError("%s needs a size, e.g. %s:1GiB", kind, kind)
+			return Spec{}, fmt.Errorf("%s needs a size, e.g. %s:1GiB", kind, kind)
 		}
-		return Spec{}, specError("%s needs a path", kind)
+		return Spec{}, fmt.Errorf("%s needs a path", kind)
 	}
 	var sizeSet, bsSet bool
 	if spec.Kind == KindNull || spec.Kind == KindMem {
@@ -152,12 +148,12 @@ func parseSpec(s string) (Spec, error) {
 		for opt := range strings.SplitSeq(opts, ",") {
 			key, val, ok := strings.Cut(opt, "=")
 			if !ok || val == "" {
-				return Spec{}, specError("option %q: want KEY=VALUE", opt)
+				return Spec{}, fmt.Errorf("option %q: want KEY=VALUE", opt)
 			}
 			switch {
 			case key == optSize && (spec.Kind == KindFile || spec.Kind == KindStore):
 				if sizeSet {
-					return Spec{}, specError("option %q given twice", key)
+					return Spec{}, fmt.Errorf("option %q given twice", key)
 				}
 				n, err := ParseSize(val)
 				if err != nil {
@@ -166,24 +162,24 @@ func parseSpec(s string) (Spec, error) {
 				spec.Size, sizeSet = n, true
 			case key == optBlockSize:
 				if bsSet {
-					return Spec{}, specError("option %q given twice", key)
+					return Spec{}, fmt.Errorf("option %q given twice", key)
 				}
 				bs, err := strconv.ParseUint(val, 10, 32)
 				if err != nil || !validBlockSize(uint32(bs)) {
-					return Spec{}, specError("bs=%s: want %d or %d", val, BlockSize512, BlockSize4096)
+					return Spec{}, fmt.Errorf("bs=%s: want %d or %d", val, BlockSize512, BlockSize4096)
 				}
 				spec.BlockSize, bsSet = uint32(bs), true
 			default:
-				return Spec{}, specError("unknown option %q for %s (want %s)", key, kind, optionsFor(spec.Kind))
+				return Spec{}, fmt.Errorf("unknown option %q for %s (want %s)", key, kind, optionsFor(spec.Kind))
 			}
 		}
 	}
 	if sizeSet {
 		if spec.Size == 0 {
-			return Spec{}, specError("size must be positive")
+			return Spec{}, errors.New("size must be positive")
 		}
 		if spec.Size%uint64(spec.BlockSize) != 0 {
-			return Spec{}, specError("size %d is not a multiple of the block size %d", spec.Size, spec.BlockSize)
+			return Spec{}, fmt.Errorf("size %d is not a multiple of the block size %d", spec.Size, spec.BlockSize)
 		}
 	}
 	return spec, nil
