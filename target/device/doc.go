@@ -12,6 +12,11 @@
 // and "store:DIR[,size=SIZE]" into a device. ParseSize and FormatSize are the
 // size-with-units helpers the other commands reuse.
 //
+// On disk, a file LUN is the image itself (byte offset = LBA * block size,
+// holes read as zeros) plus, once metadata is set, a directory PATH.meta
+// holding one file per metadata key, each replaced atomically (temporary
+// file, fsync, rename, directory fsync). The image is flock(2)ed while open.
+//
 // This package must never import the blockstore, replication or control
 // packages: a "store:" spec is parsed here but opened by cmd/vbs, which wires
 // the blockstore to the target. Devices allocate nothing per read or write in
