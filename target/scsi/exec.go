@@ -188,7 +188,7 @@ func (l *logicalUnit) admit(x *execCtx) checkCondition {
 			return newCheck(SenseUnitAttention, u.asc())
 		}
 	}
-	if l.conflictLocked(n, classOf(x.cdb)) {
+	if l.conflictLocked(n, op, classOf(x.cdb)) {
 		return errConflict
 	}
 	return good

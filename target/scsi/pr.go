@@ -148,12 +148,12 @@ func (p *prState) remove(i int) {
 
 // conflictLocked decides whether a command of class c from n conflicts with
 // the reservations of l (SPC-4 5.12.1 and table 63 onwards). l.mu held.
-func (l *logicalUnit) conflictLocked(n Nexus, c accessClass) bool {
+func (l *logicalUnit) conflictLocked(n Nexus, op byte, c accessClass) bool {
+	if l.spc2Held && l.spc2Holder != n && !spc2Exempt(op) {
+		return true
+	}
 	if c == accFree {
 		return false
-	}
-	if l.spc2Held && l.spc2Holder != n {
-		return true
 	}
 	p := &l.pr
 	if c == accPR || !p.reserved || p.isHolder(n) {
@@ -169,6 +169,16 @@ func (l *logicalUnit) conflictLocked(n Nexus, c accessClass) bool {
 		return c == accWrite && !registered
 	case prTypeEARO, prTypeEAAR:
 		return !registered
+	}
+	return false
+}
+
+// spc2Exempt lists the commands a RESERVE(6/10) reservation held by
+// another nexus does not block (SPC-2 5.5.1).
+func spc2Exempt(op byte) bool {
+	switch op {
+	case opInquiry, opReportLUNs, opRequestSense, opRelease6, opRelease10, opMaintenanceIn:
+		return true
 	}
 	return false
 }

@@ -24,41 +24,41 @@ type ASC uint16
 
 // Additional sense codes (SPC-4 table 49) this layer reports.
 const (
-	ASCNoAdditionalSense              ASC = 0x0000
-	ASCWriteError                     ASC = 0x0C00
-	ASCCopyTargetNotReachable         ASC = 0x0D02
-	ASCInvalidFieldInIU               ASC = 0x0E03
-	ASCUnrecoveredReadError           ASC = 0x1100
-	ASCParameterListLengthError       ASC = 0x1A00
-	ASCMiscompareDuringVerify         ASC = 0x1D00
-	ASCInvalidOpcode                  ASC = 0x2000
-	ASCLBAOutOfRange                  ASC = 0x2100
-	ASCInvalidFieldInCDB              ASC = 0x2400
-	ASCLUNotSupported                 ASC = 0x2500
-	ASCInvalidFieldInParameterList    ASC = 0x2600
-	ASCParameterValueInvalid          ASC = 0x2602
-	ASCInvalidReleaseOfPR             ASC = 0x2604
-	ASCTooManyTargetDescriptors       ASC = 0x2606
-	ASCUnsupportedTargetDescriptor    ASC = 0x2607
-	ASCTooManySegmentDescriptors      ASC = 0x2608
-	ASCUnsupportedSegmentDescriptor   ASC = 0x2609
-	ASCInlineDataLengthExceeded       ASC = 0x260B
-	ASCWriteProtected                 ASC = 0x2700
-	ASCSpaceAllocationFailedWP        ASC = 0x2707
-	ASCPowerOnResetOccurred           ASC = 0x2900
-	ASCBusDeviceResetOccurred         ASC = 0x2903
-	ASCITNexusLossOccurred            ASC = 0x2907
-	ASCModeParametersChanged          ASC = 0x2A01
-	ASCReservationsPreempted          ASC = 0x2A03
-	ASCReservationsReleased           ASC = 0x2A04
-	ASCRegistrationsPreempted         ASC = 0x2A05
-	ASCCapacityDataChanged            ASC = 0x2A09
-	ASCCommandsCleared                ASC = 0x2F00
-	ASCSavingParametersNotSupported   ASC = 0x3900
-	ASCReportedLUNsDataChanged        ASC = 0x3F0E
-	ASCInternalTargetFailure          ASC = 0x4400
-	ASCInsufficientRegistrationRes    ASC = 0x5504
-	ASCMediumRemovalPreventedBySelf   ASC = 0x5302
+	ASCNoAdditionalSense            ASC = 0x0000
+	ASCWriteError                   ASC = 0x0C00
+	ASCCopyTargetNotReachable       ASC = 0x0D02
+	ASCInvalidFieldInIU             ASC = 0x0E03
+	ASCUnrecoveredReadError         ASC = 0x1100
+	ASCParameterListLengthError     ASC = 0x1A00
+	ASCMiscompareDuringVerify       ASC = 0x1D00
+	ASCInvalidOpcode                ASC = 0x2000
+	ASCLBAOutOfRange                ASC = 0x2100
+	ASCInvalidFieldInCDB            ASC = 0x2400
+	ASCLUNotSupported               ASC = 0x2500
+	ASCInvalidFieldInParameterList  ASC = 0x2600
+	ASCParameterValueInvalid        ASC = 0x2602
+	ASCInvalidReleaseOfPR           ASC = 0x2604
+	ASCTooManyTargetDescriptors     ASC = 0x2606
+	ASCUnsupportedTargetDescriptor  ASC = 0x2607
+	ASCTooManySegmentDescriptors    ASC = 0x2608
+	ASCUnsupportedSegmentDescriptor ASC = 0x2609
+	ASCInlineDataLengthExceeded     ASC = 0x260B
+	ASCWriteProtected               ASC = 0x2700
+	ASCSpaceAllocationFailedWP      ASC = 0x2707
+	ASCPowerOnResetOccurred         ASC = 0x2900
+	ASCBusDeviceResetOccurred       ASC = 0x2903
+	ASCITNexusLossOccurred          ASC = 0x2907
+	ASCModeParametersChanged        ASC = 0x2A01
+	ASCReservationsPreempted        ASC = 0x2A03
+	ASCReservationsReleased         ASC = 0x2A04
+	ASCRegistrationsPreempted       ASC = 0x2A05
+	ASCCapacityDataChanged          ASC = 0x2A09
+	ASCCommandsCleared              ASC = 0x2F00
+	ASCSavingParametersNotSupported ASC = 0x3900
+	ASCReportedLUNsDataChanged      ASC = 0x3F0E
+	ASCInternalTargetFailure        ASC = 0x4400
+	ASCInsufficientRegistrationRes  ASC = 0x5504
+	ASCMediumRemovalPreventedBySelf ASC = 0x5302
 )
 
 // Sense data layout constants (SPC-4 4.5).
