@@ -24,9 +24,17 @@ const (
 	iqnOpen      = "iqn.2026-11.io.vbs.test:open"
 	iqnChap      = "iqn.2026-11.io.vbs.test:chap"
 	iqnMutual    = "iqn.2026-11.io.vbs.test:mutual"
+	iqnDigest    = "iqn.2026-11.io.vbs.test:digest"
+	iqnPing      = "iqn.2026-11.io.vbs.test:ping"
 	tidOpen      = 1
 	tidChap      = 2
 	tidMutual    = 3
+	tidDigest    = 4
+	tidPing      = 5
+	// pingInterval is how often (seconds) tgtd pings sessions of the
+	// ping target; pingCount missed answers make it drop the session.
+	pingInterval = "1"
+	pingCount    = "2"
 	lunFile      = 1
 	lunNull      = 2
 	fileLUNSize  = 64 << 20
@@ -193,6 +201,10 @@ func (f *tgtdFixture) configure() error {
 	if err != nil {
 		return err
 	}
+	digestImg, err := file("digest.img", fileLUNSize)
+	if err != nil {
+		return err
+	}
 	tid := strconv.Itoa
 	steps := [][]string{
 		{"--op", "new", "--mode", "target", "--tid", tid(tidOpen), "-T", iqnOpen},
@@ -214,6 +226,18 @@ func (f *tgtdFixture) configure() error {
 		{"--op", "new", "--mode", "account", "--user", targetUser, "--password", targetSecret},
 		{"--op", "bind", "--mode", "account", "--tid", tid(tidMutual), "--user", mutualUser},
 		{"--op", "bind", "--mode", "account", "--tid", tid(tidMutual), "--user", targetUser, "--outgoing"},
+
+		{"--op", "new", "--mode", "target", "--tid", tid(tidDigest), "-T", iqnDigest},
+		{"--op", "new", "--mode", "logicalunit", "--tid", tid(tidDigest), "--lun", tid(lunFile), "-b", digestImg},
+		{"--op", "update", "--mode", "target", "--tid", tid(tidDigest), "-n", "HeaderDigest", "-v", "CRC32C"},
+		{"--op", "update", "--mode", "target", "--tid", tid(tidDigest), "-n", "DataDigest", "-v", "CRC32C"},
+		{"--op", "bind", "--mode", "target", "--tid", tid(tidDigest), "-I", "ALL"},
+
+		{"--op", "new", "--mode", "target", "--tid", tid(tidPing), "-T", iqnPing},
+		{"--op", "new", "--mode", "logicalunit", "--tid", tid(tidPing), "--lun", tid(lunFile), "-E", "null", "-b", "null2"},
+		{"--op", "update", "--mode", "target", "--tid", tid(tidPing), "-n", "nop_interval", "-v", pingInterval},
+		{"--op", "update", "--mode", "target", "--tid", tid(tidPing), "-n", "nop_count", "-v", pingCount},
+		{"--op", "bind", "--mode", "target", "--tid", tid(tidPing), "-I", "ALL"},
 	}
 	for _, s := range steps {
 		if err := f.adm(s...); err != nil {
