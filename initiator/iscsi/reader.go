@@ -140,6 +140,7 @@ func (s *Session) onR2T(p *wire.PDU) error {
 	if t == nil {
 		return fmt.Errorf("%w: R2T for unknown task 0x%x", ErrProtocol, p.ITT())
 	}
+	s.stats.r2ts.Add(1)
 	t.mu.Lock()
 	err := t.r2tPDU(&p.BHS, &s.params)
 	if err == nil {
@@ -163,6 +164,7 @@ func (s *Session) onNOPIn(p *wire.PDU) error {
 	}
 	// The target pings us: answer with a NOP-Out that echoes its TTT and
 	// LUN, as an immediate command.
+	s.stats.targetPings.Add(1)
 	return s.writeNOPReply(p.TTT(), p.LUN())
 }
 
@@ -276,6 +278,7 @@ func (s *Session) onLogout(p *wire.PDU) error {
 }
 
 func (s *Session) onAsync(p *wire.PDU) error {
+	s.stats.asyncMessages.Add(1)
 	switch ev := p.BHS[offAsyncEvent]; ev {
 	case asyncLogoutRequest:
 		s.log.Info("iscsi: target requests logout")
@@ -317,6 +320,7 @@ func (s *Session) startLogout() error {
 }
 
 func (s *Session) onReject(p *wire.PDU) error {
+	s.stats.rejects.Add(1)
 	reason := p.Byte2()
 	if len(p.Data) < rejectHeaderMinDataSize {
 		return fmt.Errorf("%w: Reject (reason 0x%02x) without the rejected header", ErrProtocol, reason)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	wire "github.com/vbs-storage/vbs/target/iscsi"
@@ -64,6 +65,7 @@ type Session struct {
 
 	r         *wire.Reader
 	in        wire.PDU // the reader goroutine's PDU
+	stats     sessionStats
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
@@ -135,6 +137,32 @@ func (s *Session) start() {
 		defer s.wg.Done()
 		s.readLoop()
 	}()
+}
+
+// Stats are counters of protocol events, for monitoring and tests.
+type Stats struct {
+	// TargetPings counts NOP-Ins the target sent that we answered.
+	TargetPings uint64
+	// R2Ts counts R2Ts received.
+	R2Ts uint64
+	// AsyncMessages counts Async Messages received.
+	AsyncMessages uint64
+	// Rejects counts Reject PDUs received.
+	Rejects uint64
+}
+
+type sessionStats struct {
+	targetPings, r2ts, asyncMessages, rejects atomic.Uint64
+}
+
+// Stats returns a snapshot of the session's counters.
+func (s *Session) Stats() Stats {
+	return Stats{
+		TargetPings:   s.stats.targetPings.Load(),
+		R2Ts:          s.stats.r2ts.Load(),
+		AsyncMessages: s.stats.asyncMessages.Load(),
+		Rejects:       s.stats.rejects.Load(),
+	}
 }
 
 // Params returns the negotiated session parameters.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // maxUnitAttentions bounds how many UNIT ATTENTION conditions a fresh
@@ -391,5 +392,37 @@ func TestTgtdCancel(t *testing.T) {
 	}
 	if err := s.Read16(ctx, lunFile, 0, blockSize, make([]byte, blockSize)); err != nil {
 		t.Fatalf("read after cancel: %v", err)
+	}
+}
+
+// TestTgtdAnswersTargetPings idles on a target that pings every second
+// and drops sessions that miss pingCount answers; the session must answer
+// and stay up.
+func TestTgtdAnswersTargetPings(t *testing.T) {
+	f := needTgtd(t)
+	leakCheck(t)
+	ctx := testCtx(t)
+	cfg := openConfig(f)
+	cfg.TargetName = iqnPing
+	s := dialT(t, cfg)
+	const want = 3 // more than pingCount: unanswered pings would drop us
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.Stats().TargetPings < want {
+		if err := s.Err(); err != nil {
+			t.Fatalf("session failed while idle: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d target pings in 15s", s.Stats().TargetPings)
+		}
+		<-tick.C
+	}
+	clearUA(ctx, t, s, lunFile)
+	if err := s.NOP(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Logout(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
