@@ -223,7 +223,10 @@ func parseNumber(s string) (uint64, bool) {
 	}
 	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
 		v, err := strconv.ParseUint(s[2:], 16, 64)
-		return v, err == nil
+		if err != nil {
+			return 0, false
+		}
+		return v, true
 	}
 	for i := 0; i < len(s); i++ { // ParseUint accepts "+"; the RFC does not
 		if s[i] < '0' || s[i] > '9' {
@@ -231,7 +234,10 @@ func parseNumber(s string) (uint64, bool) {
 		}
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
-	return v, err == nil
+	if err != nil {
+		return 0, false
+	}
+	return v, true
 }
 
 // parseBool parses Yes/No.
