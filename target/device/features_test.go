@@ -30,6 +30,12 @@ func TestMetadata(t *testing.T) {
 			if err := ms.SetMetadata("pr", []byte("v2")); err != nil {
 				t.Fatal(err)
 			}
+			if err := ms.SetMetadata("scsi/pr", []byte("ns")); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := ms.GetMetadata("scsi/pr"); err != nil || string(v) != "ns" {
+				t.Fatalf("namespaced key: %q, %v", v, err)
+			}
 			if err := ms.SetMetadata("other.key_1-a", nil); err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +45,7 @@ func TestMetadata(t *testing.T) {
 			if v, err := ms.GetMetadata("other.key_1-a"); err != nil || v == nil || len(v) != 0 {
 				t.Fatalf("empty value: %q (nil=%v), %v; want a non-nil empty value", v, v == nil, err)
 			}
-			for _, bad := range []string{"", ".hidden", "a/b", "..", "sp ace", string(make([]byte, 200))} {
+			for _, bad := range []string{"", ".hidden", "a/.b", "a//b", "/a", "a/", "..", "sp ace", "a%2Fb", string(make([]byte, 200))} {
 				if err := ms.SetMetadata(bad, []byte("x")); !errors.Is(err, ErrBadMetadataKey) {
 					t.Errorf("SetMetadata(%q): %v, want ErrBadMetadataKey", bad, err)
 				}

@@ -593,7 +593,7 @@ func (d *File) GetMetadata(key string) ([]byte, error) {
 	if err := checkMetadataKey(key); err != nil {
 		return nil, fmt.Errorf("get metadata of %s: %w", d.path, err)
 	}
-	b, err := os.ReadFile(filepath.Join(d.metaDir(), key))
+	b, err := os.ReadFile(filepath.Join(d.metaDir(), metaFileName(key)))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -629,7 +629,7 @@ func (d *File) setMetadataLocked(key string, value []byte) error {
 	}
 	// Keys never start with a dot, so the temporary name cannot collide
 	// with a key.
-	tmp := filepath.Join(dir, "."+key+".tmp")
+	tmp := filepath.Join(dir, "."+metaFileName(key)+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, imageMode)
 	if err != nil {
 		return classifyErrno(err)
@@ -645,7 +645,7 @@ func (d *File) setMetadataLocked(key string, value []byte) error {
 		os.Remove(tmp)
 		return classifyErrno(werr)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, key)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, metaFileName(key))); err != nil {
 		os.Remove(tmp)
 		return classifyErrno(err)
 	}

@@ -82,7 +82,10 @@ type Copier interface {
 
 // MetadataStore is a Device that keeps small named blobs durably next to
 // its data. The SCSI layer keeps persistent reservations (APTPL) there.
-// Get returns (nil, nil) for a key that was never set.
+// Get returns (nil, nil) for a key that was never set. Keys are at most 128
+// bytes: segments of [A-Za-z0-9._-] separated by single slashes, no segment
+// empty or starting with a dot ("scsi/persistent-reservations"). A set is
+// atomic and durable when it returns.
 type MetadataStore interface {
 	GetMetadata(key string) ([]byte, error)
 	SetMetadata(key string, value []byte) error
