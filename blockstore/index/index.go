@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
@@ -62,7 +63,8 @@ type Options struct {
 // Index is the pebble-backed LBA index. Its methods are safe for
 // concurrent use.
 type Index struct {
-	db *pebble.DB
+	db   *pebble.DB
+	keys sync.Pool // of *[mappingKeySize]byte
 }
 
 type pebbleLogger struct{ l *slog.Logger }
@@ -101,7 +103,9 @@ func Open(fs vfs.FS, dir string, o Options) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
-	return &Index{db: db}, nil
+	x := &Index{db: db}
+	x.keys.New = func() any { return new([mappingKeySize]byte) }
+	return x, nil
 }
 
 // Close closes the index. Unsynced batches may be lost.
@@ -149,8 +153,11 @@ func firstByte(b []byte) int {
 
 // Get returns the location of (vol, lba), or ok=false when it is unmapped.
 func (x *Index) Get(vol, lba uint64) (loc Location, ok bool, err error) {
-	var k [mappingKeySize]byte
-	v, closer, err := x.db.Get(mappingKey(&k, vol, lba))
+	// pebble keeps the key for the life of its internal iterator, so a
+	// stack key would escape: take one from a pool instead.
+	k := x.keys.Get().(*[mappingKeySize]byte)
+	defer x.keys.Put(k)
+	v, closer, err := x.db.Get(mappingKey(k, vol, lba))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Location{}, false, nil
 	}

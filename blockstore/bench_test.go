@@ -1,0 +1,139 @@
+package blockstore
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+const benchVolBytes = 256 << 20
+
+func benchStore(b *testing.B) (*Store, *Volume) {
+	b.Helper()
+	s, err := Open(b.TempDir(), Options{FS: vfs.Default})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := mustCreate(b, s, "bench", benchVolBytes, 4096)
+	b.Cleanup(func() {
+		v.Close()
+		s.Close()
+	})
+	return s, v
+}
+
+// BenchmarkWrite4K is 4 KiB random writes from 32 concurrent submitters
+// (the QD32 case): the writer batches them into group commits.
+func BenchmarkWrite4K(b *testing.B) {
+	s, v := benchStore(b)
+	ctx := context.Background()
+	blocks := v.Blocks()
+	var seed atomic.Uint64
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.SetParallelism(16) // 2 cores x 16 = 32 submitters
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+		p := make([]byte, 4096)
+		for pb.Next() {
+			if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(st.Writes)/float64(max(st.Batches, 1)), "writes/batch")
+}
+
+// BenchmarkWrite4KFlush8 issues a Flush after every 8 writes per submitter.
+func BenchmarkWrite4KFlush8(b *testing.B) {
+	s, v := benchStore(b)
+	ctx := context.Background()
+	blocks := v.Blocks()
+	var seed atomic.Uint64
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+		p := make([]byte, 4096)
+		for i := 1; pb.Next(); i++ {
+			if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+				b.Error(err)
+				return
+			}
+			if i%8 == 0 {
+				if err := v.Flush(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}
+	})
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(st.Syncs), "fsyncs")
+}
+
+// BenchmarkRead4K reads random mapped 4 KiB blocks whose mappings are in
+// the pebble index (the steady state after a flush).
+func BenchmarkRead4K(b *testing.B) {
+	_, v := benchStore(b)
+	ctx := context.Background()
+	const span = 16384 // 64 MiB mapped
+	p := make([]byte, 64*4096)
+	for lba := uint64(0); lba < span; lba += 64 {
+		if err := v.WriteAt(ctx, p, lba, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := v.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var seed atomic.Uint64
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 2))
+		buf := make([]byte, 4096)
+		for pb.Next() {
+			if err := v.ReadAt(ctx, buf, rng.Uint64N(span)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkReadOverlay4K reads blocks whose mappings are still in the
+// in-memory overlay (written, not yet flushed).
+func BenchmarkReadOverlay4K(b *testing.B) {
+	_, v := benchStore(b)
+	ctx := context.Background()
+	const span = 4096
+	p := make([]byte, 4096)
+	for lba := uint64(0); lba < span; lba++ {
+		if err := v.WriteAt(ctx, p, lba, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	buf := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(3, 3))
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := v.ReadAt(ctx, buf, rng.Uint64N(span)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
