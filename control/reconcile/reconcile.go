@@ -278,7 +278,15 @@ func (r *Reconciler) reconcile(ctx context.Context, errs map[Key]error) {
 	}
 	// 3. Exports: make the target hold exactly the catalog's exports.
 	r.reconcileExports(ctx, local, v.exports, errs)
-	// 4. Deleted volumes, clones before their sources.
+	// 4. Deleted volumes, clones before their sources. Removing a clone
+	// unblocks its source, so a pass that removed something asks for
+	// another one.
+	removed := false
+	defer func() {
+		if removed {
+			r.Kick()
+		}
+	}()
 	for _, vol := range v.volumes {
 		if vol.Node != r.cfg.NodeName || vol.State != catalog.VolumeDeleting || v.clones[vol.Name] > 0 {
 			continue
@@ -289,6 +297,7 @@ func (r *Reconciler) reconcile(ctx context.Context, errs map[Key]error) {
 			continue
 		}
 		r.apply(ctx, errs, key, catalog.RemoveVolume{Name: vol.Name})
+		removed = true
 	}
 	// 5. Operations.
 	r.reconcileOps(ctx, v.ops)

@@ -1,0 +1,88 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+)
+
+// Auth is a Connect interceptor that requires a bearer token on every
+// call. The admin token may call everything; the optional read-only token
+// may call only Get, List and Watch procedures (others are
+// PermissionDenied).
+type Auth struct {
+	admin    []byte
+	readOnly []byte
+}
+
+// NewAuth returns an interceptor accepting the admin token and, when not
+// empty, a read-only token.
+func NewAuth(admin, readOnly string) *Auth {
+	a := &Auth{admin: []byte(admin)}
+	if readOnly != "" {
+		a.readOnly = []byte(readOnly)
+	}
+	return a
+}
+
+const bearerPrefix = "Bearer "
+
+var (
+	errNoToken    = errors.New("missing bearer token: send 'Authorization: Bearer TOKEN' (the token is in DATA_DIR/api-token)")
+	errBadToken   = errors.New("invalid bearer token")
+	errReadOnly   = errors.New("this token is read-only")
+	readOnlyVerbs = []string{"/Get", "/List", "/Watch"}
+)
+
+func (a *Auth) check(h http.Header, procedure string) error {
+	v := h.Get("Authorization")
+	if !strings.HasPrefix(v, bearerPrefix) {
+		return connect.NewError(connect.CodeUnauthenticated, errNoToken)
+	}
+	tok := []byte(strings.TrimSpace(v[len(bearerPrefix):]))
+	if subtle.ConstantTimeCompare(tok, a.admin) == 1 {
+		return nil
+	}
+	if a.readOnly != nil && subtle.ConstantTimeCompare(tok, a.readOnly) == 1 {
+		i := strings.LastIndexByte(procedure, '/')
+		for _, verb := range readOnlyVerbs {
+			if i >= 0 && strings.HasPrefix(procedure[i:], verb) {
+				return nil
+			}
+		}
+		return connect.NewError(connect.CodePermissionDenied, errReadOnly)
+	}
+	return connect.NewError(connect.CodeUnauthenticated, errBadToken)
+}
+
+// WrapUnary implements connect.Interceptor.
+func (a *Auth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		if err := a.check(req.Header(), req.Spec().Procedure); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+// WrapStreamingClient implements connect.Interceptor.
+func (a *Auth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// WrapStreamingHandler implements connect.Interceptor.
+func (a *Auth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := a.check(conn.RequestHeader(), conn.Spec().Procedure); err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}

@@ -1,0 +1,161 @@
+package api
+
+import (
+	"context"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/vbs-storage/vbs/control/catalog"
+	"github.com/vbs-storage/vbs/control/domain"
+	vbsv1 "github.com/vbs-storage/vbs/proto/gen/vbs/v1"
+)
+
+type volumeService struct{ a *API }
+
+func (s volumeService) CreateVolume(ctx context.Context, req *connect.Request[vbsv1.CreateVolumeRequest]) (*connect.Response[vbsv1.CreateVolumeResponse], error) {
+	m := req.Msg
+	if err := domain.ValidateName("name", m.Name); err != nil {
+		return nil, invalid(err)
+	}
+	if err := domain.ValidateLabels("labels", m.Labels); err != nil {
+		return nil, invalid(err)
+	}
+	if err := domain.ValidateRequestID("request_id", m.RequestId); err != nil {
+		return nil, invalid(err)
+	}
+	cmd := catalog.CreateVolume{
+		Name: m.Name, SizeBytes: m.SizeBytes, BlockSize: domain.BlockSize, Labels: m.Labels,
+		RequestID: m.RequestId, Node: s.a.cfg.NodeName, Time: s.a.cfg.Now(),
+	}
+	if m.SourceSnapshot != "" {
+		vol, snap, err := domain.ParseSnapshotRef("source_snapshot", m.SourceSnapshot)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		cmd.Source = &catalog.SnapshotRef{Volume: vol, Snapshot: snap}
+		if cmd.SizeBytes == 0 {
+			var found bool
+			s.a.view(func(st *catalog.State) {
+				if sn, ok := st.Snapshots[vol+"@"+snap]; ok {
+					cmd.SizeBytes, found = sn.SizeBytes, true
+				}
+			})
+			if !found {
+				return nil, notFound("source snapshot %s@%s not found", vol, snap)
+			}
+		}
+	}
+	if err := domain.ValidateSize("size_bytes", cmd.SizeBytes); err != nil {
+		return nil, invalid(err)
+	}
+	v, err := s.a.apply(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	s.a.cfg.Syncer.Kick()
+	return connect.NewResponse(&vbsv1.CreateVolumeResponse{Volume: toVolume(v.(catalog.Volume))}), nil
+}
+
+func (s volumeService) getVolume(name string) (*vbsv1.Volume, error) {
+	if err := domain.ValidateName("name", name); err != nil {
+		return nil, invalid(err)
+	}
+	var (
+		v  catalog.Volume
+		ok bool
+	)
+	s.a.view(func(st *catalog.State) { v, ok = st.Volume(name) })
+	if !ok {
+		return nil, notFound("volume %q not found", name)
+	}
+	return toVolume(v), nil
+}
+
+func (s volumeService) GetVolume(_ context.Context, req *connect.Request[vbsv1.GetVolumeRequest]) (*connect.Response[vbsv1.GetVolumeResponse], error) {
+	v, err := s.getVolume(req.Msg.Name)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&vbsv1.GetVolumeResponse{Volume: v}), nil
+}
+
+func (s volumeService) ListVolumes(_ context.Context, req *connect.Request[vbsv1.ListVolumesRequest]) (*connect.Response[vbsv1.ListVolumesResponse], error) {
+	m := req.Msg
+	size, err := domain.ValidatePageSize("page_size", m.PageSize)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	after, err := domain.DecodePageToken("page_token", m.PageToken)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if err := domain.ValidateLabels("label_selector", m.LabelSelector); err != nil {
+		return nil, invalid(err)
+	}
+	var state catalog.VolumeState
+	if m.State != vbsv1.VolumeState_VOLUME_STATE_UNSPECIFIED {
+		var ok bool
+		if state, ok = volumeStateFromProto(m.State); !ok {
+			return nil, invalid(&domain.FieldError{Field: "state", Reason: "is not a volume state"})
+		}
+	}
+	out := &vbsv1.ListVolumesResponse{}
+	s.a.view(func(st *catalog.State) {
+		for _, v := range st.SortedVolumes() {
+			if v.Name <= after || !strings.HasPrefix(v.Name, m.NamePrefix) ||
+				(state != "" && v.State != state) || !hasLabels(v.Labels, m.LabelSelector) {
+				continue
+			}
+			if len(out.Volumes) == size {
+				out.NextPageToken = domain.EncodePageToken(out.Volumes[size-1].Name)
+				return
+			}
+			out.Volumes = append(out.Volumes, toVolume(*v))
+		}
+	})
+	return connect.NewResponse(out), nil
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s volumeService) DeleteVolume(ctx context.Context, req *connect.Request[vbsv1.DeleteVolumeRequest]) (*connect.Response[vbsv1.DeleteVolumeResponse], error) {
+	if err := domain.ValidateName("name", req.Msg.Name); err != nil {
+		return nil, invalid(err)
+	}
+	v, err := s.a.apply(ctx, catalog.DeleteVolume{Name: req.Msg.Name, Cascade: req.Msg.Cascade, Time: s.a.cfg.Now()})
+	if err != nil {
+		return nil, err
+	}
+	s.a.cfg.Syncer.Kick()
+	return connect.NewResponse(&vbsv1.DeleteVolumeResponse{Volume: toVolume(v.(catalog.Volume))}), nil
+}
+
+func (s volumeService) ResizeVolume(ctx context.Context, req *connect.Request[vbsv1.ResizeVolumeRequest]) (*connect.Response[vbsv1.ResizeVolumeResponse], error) {
+	m := req.Msg
+	if err := domain.ValidateName("name", m.Name); err != nil {
+		return nil, invalid(err)
+	}
+	if err := domain.ValidateSize("size_bytes", m.SizeBytes); err != nil {
+		return nil, invalid(err)
+	}
+	o, err := s.a.apply(ctx, catalog.CreateOperation{
+		ID: s.a.cfg.NewID(), Kind: catalog.OpResize, Volume: m.Name, SizeBytes: m.SizeBytes, Time: s.a.cfg.Now(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.a.cfg.Syncer.Kick()
+	v, err := s.getVolume(m.Name)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&vbsv1.ResizeVolumeResponse{Volume: v, Operation: toOperation(o.(catalog.Operation))}), nil
+}
