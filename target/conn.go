@@ -184,7 +184,6 @@ func (c *conn) completeLogin(p *iscsi.Params) (uint16, error) {
 func (c *conn) fullFeature() {
 	ss := c.sess
 	p := c.params
-	ss.params = p
 	depth := c.srv.opts.QueueDepth
 	ss.mu.Lock()
 	ss.window = iscsi.NewCmdWindow[*task](c.firstCmdSN, depth)

@@ -333,8 +333,8 @@ func (c *conn) issueR2Ts(t *task) {
 	}
 }
 
-// errDataOut is a Data-Out sequence error; at ERL 0 it ends the
-// connection (RFC 7143 section 7.1.4).
+// errDataOut is a Data-Out error that ends the connection: data beyond
+// the expected length, or for a command that has all its data.
 type errDataOut struct {
 	itt    uint32
 	reason string
@@ -370,12 +370,12 @@ func (c *conn) onDataOut(p *iscsi.PDU) error {
 	reissue := false
 	if ttt := p.TTT(); ttt == iscsi.ReservedITT {
 		if off != t.unsolNext || dsn != t.unsolDataSN || off+n > t.unsolEnd {
-			return &errDataOut{itt, fmt.Sprintf("unsolicited data at %d (want %d) DataSN %d (want %d)", off, t.unsolNext, dsn, t.unsolDataSN)}
+			return c.failDataOut(t, fmt.Sprintf("unsolicited data at %d (want %d) DataSN %d (want %d)", off, t.unsolNext, dsn, t.unsolDataSN))
 		}
 		t.unsolNext += n
 		t.unsolDataSN++
 		if final && t.unsolNext != t.unsolEnd {
-			return &errDataOut{itt, "unsolicited burst ended early"}
+			return c.failDataOut(t, "unsolicited burst ended early")
 		}
 	} else {
 		var r *r2tSlot
@@ -386,15 +386,15 @@ func (c *conn) onDataOut(p *iscsi.PDU) error {
 			}
 		}
 		if r == nil {
-			return &errDataOut{itt, fmt.Sprintf("unknown target transfer tag 0x%08x", ttt)}
+			return c.failDataOut(t, fmt.Sprintf("unknown target transfer tag 0x%08x", ttt))
 		}
 		if off != r.off+r.recv || dsn != r.dataSN || r.recv+n > r.length {
-			return &errDataOut{itt, fmt.Sprintf("solicited data at %d (want %d) DataSN %d (want %d)", off, r.off+r.recv, dsn, r.dataSN)}
+			return c.failDataOut(t, fmt.Sprintf("solicited data at %d (want %d) DataSN %d (want %d)", off, r.off+r.recv, dsn, r.dataSN))
 		}
 		r.recv += n
 		r.dataSN++
 		if final && r.recv != r.length {
-			return &errDataOut{itt, "solicited burst ended early"}
+			return c.failDataOut(t, "solicited burst ended early")
 		}
 		if r.recv == r.length {
 			r.active = false
@@ -418,6 +418,57 @@ func (c *conn) onDataOut(p *iscsi.PDU) error {
 		}
 		c.issueR2Ts(t)
 	}
+	return nil
+}
+
+// Sense data for a command whose Data-Out sequence was wrong: ABORTED
+// COMMAND, DATA PHASE ERROR (SPC-4), in fixed format.
+const (
+	senseFixedCurrent  = 0x70
+	senseFixedLen      = 18
+	senseAddlLen       = senseFixedLen - 8
+	senseKeyAborted    = byte(scsi.SenseAbortedCommand)
+	ascDataPhaseError  = 0x4b
+	ascqDataPhaseError = 0x00
+	senseOffKey        = 2
+	senseOffAddlLen    = 7
+	senseOffASC        = 12
+	senseOffASCQ       = 13
+)
+
+// failDataOut ends a command whose Data-Out PDUs broke the sequence rules
+// (DataSN, buffer offset, burst bounds) with CHECK CONDITION instead of
+// executing it. At ERL 0 the target cannot recover within the command
+// (RFC 7143 section 7.1.4); ending only the command keeps the session and
+// every other command alive. Later Data-Out PDUs for it are ignored.
+func (c *conn) failDataOut(t *task, why string) error {
+	if t.state == taskHeld {
+		// Not delivered yet: only the window may release it, so just
+		// make its delivery drop it.
+		t.abort()
+		return nil
+	}
+	c.log.Info("iscsi data-out sequence error; failing the command", "itt", fmt.Sprintf("0x%08x", t.itt), "why", why)
+	c.mu.Lock()
+	if c.tasks[t.itt] == t {
+		delete(c.tasks, t.itt)
+	}
+	c.mu.Unlock()
+	if !t.immediate {
+		c.sess.cmdDone()
+	}
+	t.cmd = scsi.Command{}
+	t.res.Reset()
+	t.res.Status = scsi.StatusCheckCondition
+	sb := t.res.SenseBuffer()[:senseFixedLen]
+	clear(sb)
+	sb[0] = senseFixedCurrent
+	sb[senseOffKey] = senseKeyAborted
+	sb[senseOffAddlLen] = senseAddlLen
+	sb[senseOffASC] = ascDataPhaseError
+	sb[senseOffASCQ] = ascqDataPhaseError
+	t.res.Sense = sb
+	c.send(t)
 	return nil
 }
 

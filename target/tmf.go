@@ -80,11 +80,12 @@ func (c *conn) onTaskMgmt(p *iscsi.PDU) error {
 		}
 		found := c.abortTasks(&wg, true, func(t *task) bool { return t.itt == rtt })
 		if found == 0 {
-			// A task that already completed (RefCmdSN before ExpCmdSN)
-			// is "complete"; one we never saw does not exist.
-			exp, _ := ss.windowState()
-			if !iscsi.SerialLess(refCmdSN, exp) {
-				resp = tmfRespNoTask
+			// A task we never received whose CmdSN is still in the window
+			// counts as received and aborted (RFC 7143 section 11.5.1);
+			// one that already completed no longer exists.
+			resp = tmfRespNoTask
+			if exp, _ := ss.windowState(); iscsi.SerialLessEq(exp, refCmdSN) {
+				resp = tmfRespComplete
 			}
 		}
 	case tmfAbortTaskSet, tmfClearTaskSet:
