@@ -676,6 +676,9 @@ func decodePR(b []byte) (prState, error) {
 	}
 	p.generation = r.u32()
 	flags := r.u8()
+	if flags&^3 != 0 {
+		return p, fmt.Errorf("flags %#x: %w", flags, ErrCorruptPR)
+	}
 	p.reserved = flags&1 != 0
 	p.aptpl = flags&2 != 0
 	p.resType = r.u8()
@@ -687,7 +690,13 @@ func decodePR(b []byte) (prState, error) {
 	for i := uint32(0); i < count; i++ {
 		var g prReg
 		g.key = r.u64()
-		g.allTgPt = r.u8() == 1
+		switch r.u8() {
+		case 0:
+		case 1:
+			g.allTgPt = true
+		default:
+			return p, ErrCorruptPR
+		}
 		g.relPort = uint16(r.u8())<<8 | uint16(r.u8())
 		g.initiator = r.str()
 		g.targetPort = r.str()
