@@ -28,10 +28,6 @@ const (
 	flagTargetAllow      = "allow-initiator"
 )
 
-// errStoreNeedsBlockstore is what a store: LUN gets until cmd/vbs wires
-// the blockstore into `vbs target`.
-var errStoreNeedsBlockstore = errors.New("store LUNs need the blockstore")
-
 // targetFlags are the parsed flags of `vbs target`.
 type targetFlags struct {
 	listen     string
@@ -86,7 +82,9 @@ func parseCredentials(flag, v string) (*iscsi.Credentials, error) {
 }
 
 // openLUNs opens every spec in order; on error it closes what it opened.
-func openLUNs(specs []string) ([]scsi.Device, error) {
+// store: specs go to the block store (openStoreLUN), the others to package
+// device.
+func openLUNs(ctx context.Context, specs []string) ([]scsi.Device, error) {
 	var devs []scsi.Device
 	fail := func(err error) ([]scsi.Device, error) {
 		closeDevices(context.Background(), devs, nil)
@@ -97,10 +95,12 @@ func openLUNs(specs []string) ([]scsi.Device, error) {
 		if err != nil {
 			return fail(fmt.Errorf("--lun %d: %w", i, err))
 		}
+		var dev scsi.Device
 		if spec.Kind == device.KindStore {
-			return fail(fmt.Errorf("--lun %d %q: %w", i, s, errStoreNeedsBlockstore))
+			dev, err = openStoreLUN(context.Background(), spec)
+		} else {
+			dev, err = device.Open(spec)
 		}
-		dev, err := device.Open(spec)
 		if err != nil {
 			return fail(fmt.Errorf("--lun %d: %w", i, err))
 		}
@@ -152,7 +152,7 @@ func runTarget(ctx context.Context, f targetFlags) error {
 			return fmt.Errorf("--%s: empty initiator name", flagTargetAllow)
 		}
 	}
-	devs, err := openLUNs(f.luns)
+	devs, err := openLUNs(ctx, f.luns)
 	if err != nil {
 		return err
 	}
