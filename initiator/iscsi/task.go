@@ -137,18 +137,19 @@ func (t *task) dataInPDU(h *wire.BHS, data []byte, inOrder bool) (final bool, er
 	if inOrder && off != uint64(t.received) {
 		return false, fmt.Errorf("%w: Data-In at offset %d, want %d", ErrProtocol, off, t.received)
 	}
+	flags := h.Flags()
+	status := flags&wire.FlagStatus != 0
+	if status && flags&wire.FlagFinal == 0 {
+		return false, fmt.Errorf("%w: Data-In with S and without F", ErrProtocol)
+	}
 	if !t.abandoned {
 		copy(t.dataIn[off:end], data)
 	}
 	if uint32(end) > t.received {
 		t.received = uint32(end)
 	}
-	flags := h.Flags()
-	if flags&wire.FlagStatus == 0 {
+	if !status {
 		return false, nil
-	}
-	if flags&wire.FlagFinal == 0 {
-		return false, fmt.Errorf("%w: Data-In with S and without F", ErrProtocol)
 	}
 	t.status = Status(h.Byte3())
 	t.flags = flags
