@@ -139,12 +139,17 @@ func TestDataInReassembly(t *testing.T) {
 // buffer or out of sequence: each case fails the session and the task.
 func TestDataInViolations(t *testing.T) {
 	tests := map[string]func(itt uint32) *wire.PDU{
-		"beyond buffer":      func(itt uint32) *wire.PDU { return dataIn(itt, 0, 6, []byte("abcd"), 0) },
-		"offset wraps":       func(itt uint32) *wire.PDU { return dataIn(itt, 0, 0xfffffffe, []byte("abcd"), 0) },
-		"DataSN gap":         func(itt uint32) *wire.PDU { return dataIn(itt, 1, 0, []byte("ab"), 0) },
-		"out of order":       func(itt uint32) *wire.PDU { return dataIn(itt, 0, 2, []byte("ab"), 0) },
-		"status without F":   func(itt uint32) *wire.PDU { return dataIn(itt, 0, 0, []byte("ab"), wire.FlagStatus) },
-		"R2T for a read":     func(itt uint32) *wire.PDU { p := targetPDU(wire.OpR2T, itt, wire.FlagFinal); p.SetTTT(1); p.SetResidualCount(4); return p },
+		"beyond buffer":    func(itt uint32) *wire.PDU { return dataIn(itt, 0, 6, []byte("abcd"), 0) },
+		"offset wraps":     func(itt uint32) *wire.PDU { return dataIn(itt, 0, 0xfffffffe, []byte("abcd"), 0) },
+		"DataSN gap":       func(itt uint32) *wire.PDU { return dataIn(itt, 1, 0, []byte("ab"), 0) },
+		"out of order":     func(itt uint32) *wire.PDU { return dataIn(itt, 0, 2, []byte("ab"), 0) },
+		"status without F": func(itt uint32) *wire.PDU { return dataIn(itt, 0, 0, []byte("ab"), wire.FlagStatus) },
+		"R2T for a read": func(itt uint32) *wire.PDU {
+			p := targetPDU(wire.OpR2T, itt, wire.FlagFinal)
+			p.SetTTT(1)
+			p.SetResidualCount(4)
+			return p
+		},
 		"login in FFP":       func(itt uint32) *wire.PDU { return targetPDU(wire.OpLoginResp, itt, 0) },
 		"NOP-In for a read":  func(itt uint32) *wire.PDU { return targetPDU(wire.OpNOPIn, itt, wire.FlagFinal) },
 		"TMF resp for read":  func(itt uint32) *wire.PDU { return targetPDU(wire.OpTaskMgmtResp, itt, wire.FlagFinal) },
