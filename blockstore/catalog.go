@@ -15,6 +15,7 @@ const (
 	metaVolPfx  = "vol/"   // + id(8, BE) -> volumeMeta
 	metaSealPfx = "seal/"  // + segment(8, BE) -> sealed length
 	metaUserPfx = "user/"  // + id(8, BE) + key -> caller's blob (MetadataStore)
+	metaSnapPfx = "snap/"  // + volume id(8, BE) + seq(8, BE) -> snapshotMeta
 )
 
 // Volume flag bits in volumeMeta.flags.
@@ -77,9 +78,13 @@ type volumeMeta struct {
 	Flags     uint32
 	Seq       uint64 // sequence number of the newest write (as of the marker)
 	Created   int64  // unix nanoseconds
+	// ParentID and ParentSeq name the snapshot a linked clone reads through
+	// to (ParentID 0: not a clone).
+	ParentID  uint64
+	ParentSeq uint64
 }
 
-const volumeMetaFixed = 1 + 8 + 4 + 8 + 4 + 8 + 8 + 2
+const volumeMetaFixed = 1 + 8 + 4 + 8 + 4 + 8 + 8 + 8 + 8 + 2
 
 func encodeVolumeMeta(v volumeMeta) []byte {
 	b := make([]byte, volumeMetaFixed+len(v.Name))
@@ -90,7 +95,9 @@ func encodeVolumeMeta(v volumeMeta) []byte {
 	binary.LittleEndian.PutUint32(b[21:], v.Flags)
 	binary.LittleEndian.PutUint64(b[25:], v.Seq)
 	binary.LittleEndian.PutUint64(b[33:], uint64(v.Created))
-	binary.LittleEndian.PutUint16(b[41:], uint16(len(v.Name)))
+	binary.LittleEndian.PutUint64(b[41:], v.ParentID)
+	binary.LittleEndian.PutUint64(b[49:], v.ParentSeq)
+	binary.LittleEndian.PutUint16(b[57:], uint16(len(v.Name)))
 	copy(b[volumeMetaFixed:], v.Name)
 	return b
 }
@@ -99,7 +106,7 @@ func decodeVolumeMeta(b []byte) (volumeMeta, error) {
 	if len(b) < volumeMetaFixed || b[0] != metaVersion {
 		return volumeMeta{}, fmt.Errorf("%w: volume record", ErrCorrupt)
 	}
-	n := int(binary.LittleEndian.Uint16(b[41:]))
+	n := int(binary.LittleEndian.Uint16(b[57:]))
 	if len(b) != volumeMetaFixed+n {
 		return volumeMeta{}, fmt.Errorf("%w: volume record name length", ErrCorrupt)
 	}
@@ -110,6 +117,8 @@ func decodeVolumeMeta(b []byte) (volumeMeta, error) {
 		Flags:     binary.LittleEndian.Uint32(b[21:]),
 		Seq:       binary.LittleEndian.Uint64(b[25:]),
 		Created:   int64(binary.LittleEndian.Uint64(b[33:])),
+		ParentID:  binary.LittleEndian.Uint64(b[41:]),
+		ParentSeq: binary.LittleEndian.Uint64(b[49:]),
 		Name:      string(b[volumeMetaFixed:]),
 	}, nil
 }
@@ -138,4 +147,37 @@ func decodeSeal(b []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: seal record", ErrCorrupt)
 	}
 	return binary.LittleEndian.Uint64(b[1:]), nil
+}
+
+// snapshotMeta is the catalog record of one snapshot: the volume's state as
+// of store sequence number Seq.
+type snapshotMeta struct {
+	Seq     uint64
+	Created int64
+	Name    string
+}
+
+func snapKey(vol, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte(metaSnapPfx), vol), seq)
+}
+
+func encodeSnapshotMeta(m snapshotMeta) []byte {
+	b := make([]byte, 1+8+8+2+len(m.Name))
+	b[0] = metaVersion
+	binary.LittleEndian.PutUint64(b[1:], m.Seq)
+	binary.LittleEndian.PutUint64(b[9:], uint64(m.Created))
+	binary.LittleEndian.PutUint16(b[17:], uint16(len(m.Name)))
+	copy(b[19:], m.Name)
+	return b
+}
+
+func decodeSnapshotMeta(b []byte) (snapshotMeta, error) {
+	if len(b) < 19 || b[0] != metaVersion || len(b) != 19+int(binary.LittleEndian.Uint16(b[17:])) {
+		return snapshotMeta{}, fmt.Errorf("%w: snapshot record", ErrCorrupt)
+	}
+	return snapshotMeta{
+		Seq:     binary.LittleEndian.Uint64(b[1:]),
+		Created: int64(binary.LittleEndian.Uint64(b[9:])),
+		Name:    string(b[19:]),
+	}, nil
 }

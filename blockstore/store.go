@@ -47,12 +47,43 @@ type volState struct {
 	seq       atomic.Uint64
 	deleted   atomic.Bool
 	open      int // handles; guarded by Store.catMu
+	clones    int // clones reading through this volume; guarded by Store.catMu
+
+	// parent is the volume a linked clone reads through to, as of
+	// parentSeq; nil for a plain volume. Fixed for the volume's life.
+	parent    *volState
+	parentSeq uint64
+
+	// snaps is the volume's snapshots sorted by Seq (copy on write, only
+	// the writer replaces it); lastSnap is the newest one's Seq (0: none).
+	snaps    atomic.Pointer[[]snapshotMeta]
+	lastSnap atomic.Uint64
 }
 
 func (v *volState) meta() volumeMeta {
-	return volumeMeta{
+	m := volumeMeta{
 		ID: v.id, Name: v.name, BlockSize: v.blockSize, Blocks: v.blocks.Load(),
 		Flags: v.flags.Load(), Seq: v.seq.Load(), Created: v.created,
+	}
+	if v.parent != nil {
+		m.ParentID, m.ParentSeq = v.parent.id, v.parentSeq
+	}
+	return m
+}
+
+func (v *volState) snapshots() []snapshotMeta {
+	if p := v.snaps.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (v *volState) setSnapshots(snaps []snapshotMeta) {
+	v.snaps.Store(&snaps)
+	if len(snaps) == 0 {
+		v.lastSnap.Store(0)
+	} else {
+		v.lastSnap.Store(snaps[len(snaps)-1].Seq)
 	}
 }
 
@@ -141,12 +172,13 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	if err := s.loadCatalog(); err != nil {
 		return nil, err
 	}
-	rec, err := s.recover()
-	if err != nil {
+	s.w = newWriter(s)
+	if err := s.recover(); err != nil {
+		s.w.ib.Close()
 		return nil, err
 	}
-	s.w = newWriter(s, rec)
 	if err := s.w.roll(); err != nil {
+		s.w.ib.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	go s.w.run()
@@ -247,40 +279,71 @@ func (s *Store) loadCatalog() error {
 			return fmt.Errorf("open store: initialise: %w", err)
 		}
 	}
-	return s.idx.ScanMeta([]byte(metaVolPfx), func(_, val []byte) error {
+	parents := make(map[*volState]volumeMeta)
+	err = s.idx.ScanMeta([]byte(metaVolPfx), func(_, val []byte) error {
 		m, err := decodeVolumeMeta(val)
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
-		v := &volState{id: m.ID, name: m.Name, blockSize: m.BlockSize, created: m.Created}
+		v := &volState{id: m.ID, name: m.Name, blockSize: m.BlockSize, created: m.Created, parentSeq: m.ParentSeq}
 		v.blocks.Store(m.Blocks)
 		v.flags.Store(m.Flags)
 		v.seq.Store(m.Seq)
 		s.vols[m.ID] = v
 		s.names[m.Name] = v
+		if m.ParentID != 0 {
+			parents[v] = m
+		}
 		return nil
 	})
-}
-
-// recovered is what replay learned about the log.
-type recovered struct {
-	lastSeg uint64
-	seq     uint64
-}
-
-// recover replays the log past the marker into the index, seals the last
-// segment at its valid end and records the new marker durably.
-func (s *Store) recover() (recovered, error) {
-	var rec recovered
-	var m marker
-	if b, ok, err := s.idx.GetMeta([]byte(metaMarker)); err != nil {
-		return rec, fmt.Errorf("open store: %w", err)
-	} else if ok {
-		if m, err = decodeMarker(b); err != nil {
-			return rec, fmt.Errorf("open store: %w", err)
+	if err != nil {
+		return err
+	}
+	for v, m := range parents {
+		p := s.vols[m.ParentID]
+		if p == nil {
+			return fmt.Errorf("open store: clone %q: parent volume %d: %w", v.name, m.ParentID, ErrCorrupt)
+		}
+		v.parent = p
+		p.clones++
+	}
+	snaps := make(map[uint64][]snapshotMeta)
+	err = s.idx.ScanMeta([]byte(metaSnapPfx), func(name, val []byte) error {
+		m, err := decodeSnapshotMeta(val)
+		if err != nil || len(name) != len(metaSnapPfx)+16 {
+			return fmt.Errorf("open store: %w: snapshot record", ErrCorrupt)
+		}
+		id := beUint64(name[len(metaSnapPfx):])
+		snaps[id] = append(snaps[id], m) // keys sort by seq
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for id, list := range snaps {
+		if v := s.vols[id]; v != nil {
+			v.setSnapshots(list)
 		}
 	}
-	rec.seq = m.Seq
+	return nil
+}
+
+// recover replays the log past the marker through the writer's own apply
+// path (so snapshots' versions are preserved exactly as at run time) and
+// leaves the writer positioned at the end of the valid log; Open then
+// rolls, which syncs and seals the last segment and records the marker
+// durably before any new write.
+func (s *Store) recover() error {
+	w := s.w
+	var m marker
+	if b, ok, err := s.idx.GetMeta([]byte(metaMarker)); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	} else if ok {
+		if m, err = decodeMarker(b); err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+	}
+	w.seq = m.Seq
 	seals := make(map[uint64]uint64)
 	err := s.idx.ScanMeta([]byte(metaSealPfx), func(name, val []byte) error {
 		n, err := decodeSeal(val)
@@ -294,11 +357,11 @@ func (s *Store) recover() (recovered, error) {
 		return nil
 	})
 	if err != nil {
-		return rec, fmt.Errorf("open store: load seals: %w", err)
+		return fmt.Errorf("open store: load seals: %w", err)
 	}
 	names, err := s.fs.List(s.segDir)
 	if err != nil {
-		return rec, fmt.Errorf("open store: list segments: %w", err)
+		return fmt.Errorf("open store: list segments: %w", err)
 	}
 	var ids []uint64
 	for _, n := range names {
@@ -314,24 +377,21 @@ func (s *Store) recover() (recovered, error) {
 	}
 	slices.SortFunc(ids, cmp.Compare)
 
-	rp := &replayer{s: s, ib: s.idx.NewBatch(), seq: m.Seq}
-	defer rp.ib.Close()
-	var lastEnd uint64
+	rp := &replayer{s: s, w: w}
 	for _, id := range ids {
 		f, err := s.fs.Open(s.segPath(id))
 		if err != nil {
-			return rec, fmt.Errorf("open store: open segment %d: %w", id, err)
+			return fmt.Errorf("open store: open segment %d: %w", id, err)
 		}
 		s.segs[id] = f
 		st, err := f.Stat()
 		if err != nil {
-			return rec, fmt.Errorf("open store: stat segment %d: %w", id, err)
+			return fmt.Errorf("open store: stat segment %d: %w", id, err)
 		}
 		size := uint64(st.Size())
 		s.stats.logBytes.Add(int64(size))
-		rec.lastSeg = id
+		w.active, w.activeID, w.activeOff = f, id, size
 		if id < m.Seg {
-			lastEnd = size
 			continue
 		}
 		limit := size
@@ -345,28 +405,17 @@ func (s *Store) recover() (recovered, error) {
 		}
 		end, err := rp.scan(f, id, start, limit)
 		if err != nil {
-			return rec, fmt.Errorf("open store: replay segment %d: %w", id, err)
+			return fmt.Errorf("open store: replay segment %d: %w", id, err)
 		}
 		if end < limit && (isSealed || id != ids[len(ids)-1]) {
 			s.opts.Logger.Warn("blockstore: log ends early in a sealed segment", "segment", id, "valid", end, "limit", limit)
 		}
-		lastEnd = end
-	}
-	rec.seq = rp.seq
-	if len(ids) > 0 {
-		rp.ib.SetMeta(sealKey(rec.lastSeg), encodeSeal(lastEnd))
-		rp.ib.SetMeta([]byte(metaMarker), encodeMarker(marker{Seg: rec.lastSeg, Off: lastEnd, Seq: rec.seq}))
-	}
-	for _, v := range rp.touched {
-		rp.ib.SetMeta(volKey(v.id), encodeVolumeMeta(v.meta()))
-	}
-	if err := rp.ib.Commit(true); err != nil {
-		return rec, fmt.Errorf("open store: commit replay: %w", err)
+		w.activeOff = end
 	}
 	if rp.records > 0 {
-		s.opts.Logger.Info("blockstore: replayed log tail", "records", rp.records, "seq", rec.seq)
+		s.opts.Logger.Info("blockstore: replayed log tail", "records", rp.records, "seq", w.seq)
 	}
-	return rec, nil
+	return nil
 }
 
 func beUint64(b []byte) uint64 {
@@ -375,18 +424,13 @@ func beUint64(b []byte) uint64 {
 		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
 }
 
-// replayer applies log records to the index in log order.
+// replayer feeds log records to the writer's apply path in log order.
 type replayer struct {
 	s       *Store
-	ib      *index.Batch
-	puts    int
+	w       *writer
 	records int
-	seq     uint64
-	touched map[uint64]*volState
 	buf     []byte
 }
-
-const replayBatchPuts = 1 << 16
 
 // scan applies the valid records of segment id in [start, limit) and
 // returns the offset where the valid log ends.
@@ -428,41 +472,44 @@ func (rp *replayer) scan(f vfs.File, id, start, limit uint64) (uint64, error) {
 			return off, err
 		}
 		off = end
+		if len(rp.s.dirty) >= rp.s.opts.MaxDirty {
+			// Bound the overlay: make what was replayed durable (it may
+			// only be in the page cache after a kill -9) and move it into
+			// the index with the marker at this point.
+			if err := f.SyncData(); err != nil {
+				return off, fmt.Errorf("sync segment %d: %w", id, err)
+			}
+			rp.w.activeID, rp.w.activeOff = id, off
+			if err := rp.w.commitOverlay(false, false); err != nil {
+				return off, err
+			}
+		}
 	}
 	return off, nil
 }
 
 func (rp *replayer) apply(h record.Header, seg, dataOff uint64, data []byte) error {
 	rp.records++
-	rp.seq = max(rp.seq, h.Seq)
+	w := rp.w
+	w.seq = max(w.seq, h.Seq)
 	v := rp.s.vols[h.Volume]
 	if v == nil {
 		return nil // the volume was deleted after this record
 	}
-	if h.Seq > v.seq.Load() {
-		v.seq.Store(h.Seq)
-		if rp.touched == nil {
-			rp.touched = make(map[uint64]*volState)
-		}
-		rp.touched[v.id] = v
-	}
+	w.pend = w.pend[:0]
 	switch h.Type {
 	case record.TypeWrite:
 		bs := uint64(h.DataLen / h.Blocks)
 		for i := uint64(0); i < uint64(h.Blocks); i++ {
 			blk := data[i*bs : (i+1)*bs]
-			rp.ib.Put(h.Volume, h.LBA+i, index.Location{Seg: seg, Off: dataOff + i*bs, CRC: record.Checksum(blk), Seq: h.Seq})
+			w.pend = append(w.pend, pendUpdate{vol: v, lba: h.LBA + i, loc: index.Location{
+				Seg: seg, Off: dataOff + i*bs, CRC: record.Checksum(blk), Seq: h.Seq,
+			}})
 		}
-		rp.puts += int(h.Blocks)
 	case record.TypeTrim:
-		rp.ib.DeleteRange(h.Volume, h.LBA, uint64(h.Blocks))
-		rp.puts++
+		w.pend = append(w.pend, pendUpdate{vol: v, lba: h.LBA, n: uint64(h.Blocks), trim: true, loc: index.Location{Seq: h.Seq}})
 	}
-	if rp.puts >= replayBatchPuts {
-		rp.puts = 0
-		if err := rp.ib.Commit(false); err != nil {
-			return err
-		}
-	}
-	return nil
+	err := w.applyPend()
+	w.pend = w.pend[:0]
+	return err
 }

@@ -212,7 +212,7 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, sizeBytes uint64)
 	err := s.run(v, func(w *writer) error {
 		old := v.blocks.Load()
 		if newBlocks < old {
-			mapped, err := s.anyMapped(v.id, newBlocks, old)
+			mapped, err := s.anyMapped(v, newBlocks, old)
 			if err != nil {
 				return err
 			}
@@ -236,7 +236,16 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, sizeBytes uint64)
 }
 
 // anyMapped reports whether any block of vol in [from, end) is mapped.
-func (s *Store) anyMapped(vol, from, end uint64) (bool, error) {
+func (s *Store) anyMapped(v *volState, from, end uint64) (bool, error) {
+	if v.parent != nil {
+		for lba := from; lba < end; lba++ {
+			if m, err := s.isMapped(v, lba); err != nil || m {
+				return m, err
+			}
+		}
+		return false, nil
+	}
+	vol := v.id
 	s.mu.RLock()
 	for k := range s.dirty {
 		if k.vol == vol && k.lba >= from && k.lba < end {
@@ -349,7 +358,7 @@ func (h *Volume) ReadAt(ctx context.Context, p []byte, lba uint64) error {
 	if h.s.closed {
 		return ErrClosed
 	}
-	return h.s.readBlocks(h.v, p, lba)
+	return h.s.readBlocks(h.v, p, lba, liveView)
 }
 
 // WriteAt writes p at lba. With fua it is durable before it returns.
@@ -488,7 +497,7 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 		end = h.v.blocks.Load()
 	}
 	s := h.s
-	first, err := s.isMapped(h.v.id, lba)
+	first, err := s.isMapped(h.v, lba)
 	if err != nil {
 		return false, 0, err
 	}
@@ -496,7 +505,7 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 		// Mapped runs are resolved block by block, bounded per call.
 		n := uint64(1)
 		for lba+n < end && n < maxStatusRun {
-			m, err := s.isMapped(h.v.id, lba+n)
+			m, err := s.isMapped(h.v, lba+n)
 			if err != nil {
 				return false, 0, err
 			}
@@ -506,6 +515,22 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 			n++
 		}
 		return true, n, nil
+	}
+	if h.v.parent != nil {
+		// A clone's unmapped runs depend on its ancestors: resolve them
+		// block by block, bounded per call.
+		n := uint64(1)
+		for lba+n < end && n < maxStatusRun {
+			m, err := s.isMapped(h.v, lba+n)
+			if err != nil {
+				return false, 0, err
+			}
+			if m {
+				break
+			}
+			n++
+		}
+		return false, n, nil
 	}
 	next := end
 	s.mu.RLock()
@@ -524,14 +549,10 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 
 const maxStatusRun = 1 << 16
 
-func (s *Store) isMapped(vol, lba uint64) (bool, error) {
+func (s *Store) isMapped(v *volState, lba uint64) (bool, error) {
 	s.mu.RLock()
-	_, ok := s.dirty[blockKey{vol, lba}]
-	s.mu.RUnlock()
-	if ok {
-		return true, nil
-	}
-	_, ok, err := s.idx.Get(vol, lba)
+	defer s.mu.RUnlock()
+	_, ok, err := s.resolveLocked(v, lba, liveView)
 	return ok, err
 }
 
@@ -564,14 +585,14 @@ const readChunk = 64
 // readBlocks resolves and reads the blocks of p. Lookups for up to
 // readChunk blocks happen under one read lock of the overlay, so an atomic
 // write of up to readChunk blocks is seen whole or not at all.
-func (s *Store) readBlocks(v *volState, p []byte, lba uint64) error {
+func (s *Store) readBlocks(v *volState, p []byte, lba, q uint64) error {
 	bs := uint64(v.blockSize)
 	n := uint64(len(p)) / bs
 	var locs [readChunk]index.Location
 	var mapped [readChunk]bool
 	for done := uint64(0); done < n; {
 		c := min(n-done, readChunk)
-		if err := s.lookup(v.id, lba+done, locs[:c], mapped[:c]); err != nil {
+		if err := s.lookup(v, lba+done, q, locs[:c], mapped[:c]); err != nil {
 			return fmt.Errorf("read %q lba %d: %w", v.name, lba+done, err)
 		}
 		for i := uint64(0); i < c; {
@@ -615,15 +636,11 @@ func (s *Store) readRun(v *volState, buf []byte, lba uint64, locs []index.Locati
 	return nil
 }
 
-func (s *Store) lookup(vol, lba uint64, locs []index.Location, mapped []bool) error {
+func (s *Store) lookup(v *volState, lba, q uint64, locs []index.Location, mapped []bool) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for i := range locs {
-		if l, ok := s.dirty[blockKey{vol, lba + uint64(i)}]; ok {
-			locs[i], mapped[i] = l, true
-			continue
-		}
-		l, ok, err := s.idx.Get(vol, lba+uint64(i))
+		l, ok, err := s.resolveLocked(v, lba+uint64(i), q)
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,7 @@ type pendUpdate struct {
 	n    uint64 // trims: number of blocks; writes: 0
 	loc  index.Location
 	trim bool
+	tomb []uint64 // clone trims: blocks that get a tombstone
 }
 
 // writer is the single goroutine that appends to the log. All of its fields
@@ -80,19 +81,19 @@ type writer struct {
 	hasTrim    bool
 	ib         *index.Batch
 	touched    map[uint64]*volState
+	seen       map[blockKey]struct{}
 }
 
-func newWriter(s *Store, rec recovered) *writer {
+func newWriter(s *Store) *writer {
 	return &writer{
 		s:        s,
 		reqCh:    make(chan *request, defaultQueueDepth),
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
-		activeID: rec.lastSeg,
-		seq:      rec.seq,
 		buf:      make([]byte, 0, s.opts.MaxBatchBytes+record.HeaderSize*64),
 		ib:       s.idx.NewBatch(),
 		touched:  make(map[uint64]*volState),
+		seen:     make(map[blockKey]struct{}),
 	}
 }
 
@@ -168,6 +169,7 @@ func (w *writer) process() {
 		w.add(i, r)
 	}
 	w.flushPending(len(w.batch))
+	w.hasTrim = false
 	if w.failed == nil && (w.needSync || len(w.s.dirty) >= w.s.opts.MaxDirty) {
 		if err := w.syncLog(false); err != nil {
 			for _, r := range w.batch {
@@ -207,7 +209,7 @@ func (w *writer) add(i int, r *request) {
 	case opCompareWrite:
 		w.flushPending(i)
 		cur := make([]byte, len(r.compare))
-		if err := w.s.readBlocks(r.vol, cur, r.lba); err != nil {
+		if err := w.s.readBlocks(r.vol, cur, r.lba, liveView); err != nil {
 			r.err = err
 			return
 		}
@@ -341,30 +343,93 @@ func (w *writer) flushPending(upto int) {
 	}
 	w.activeOff += uint64(len(w.buf))
 	w.s.stats.logBytes.Add(int64(len(w.buf)))
-	if w.hasTrim {
-		// Trims reach pebble before the overlay drops what they cover, so
-		// a concurrent reader never sees data older than the overlay's.
-		for _, p := range w.pend {
-			if p.trim {
-				w.ib.DeleteRange(p.vol.id, p.lba, p.n)
+	if err := w.applyPend(); err != nil {
+		w.fail(err)
+		for _, r := range w.batch[w.chunkStart:upto] {
+			if r.err == nil {
+				r.err = err
 			}
-		}
-		if err := w.ib.Commit(false); err != nil {
-			w.fail(err)
-			for _, r := range w.batch[w.chunkStart:upto] {
-				if r.err == nil {
-					r.err = err
-				}
-			}
-			return
 		}
 	}
+}
+
+// applyPend applies w.pend, in order, to the index and the overlay. For a
+// volume with snapshots it first preserves every live version a snapshot
+// can still see (Loc.Seq <= the newest snapshot's seq) as a Version
+// superseded by the new write or trim; those versions' log bytes are
+// durable (snapshot creation syncs), so they may go to pebble at once.
+// Trims of a plain volume delete the live mappings (in pebble first, so a
+// concurrent reader never sees data older than the overlay's); trims of a
+// clone write tombstones, which hide the parent's data.
+func (w *writer) applyPend() error {
 	s := w.s
+	touchIdx := false
+	clear(w.seen)
+	for i := range w.pend {
+		p := &w.pend[i]
+		q := p.vol.lastSnap.Load()
+		if !p.trim {
+			if q == 0 {
+				continue
+			}
+			k := blockKey{p.vol.id, p.lba}
+			if _, dup := w.seen[k]; dup {
+				continue
+			}
+			w.seen[k] = struct{}{}
+			old, ok, err := s.liveLocked(k)
+			if err != nil {
+				return err
+			}
+			if ok && old.Seq <= q {
+				w.ib.PutVersion(p.vol.id, index.Version{LBA: p.lba, Loc: old, Superseded: p.loc.Seq})
+				touchIdx = true
+			}
+			continue
+		}
+		if q > 0 {
+			err := s.forLive(p.vol.id, p.lba, p.lba+p.n, func(lba uint64, old index.Location) {
+				k := blockKey{p.vol.id, lba}
+				if _, dup := w.seen[k]; dup {
+					return
+				}
+				w.seen[k] = struct{}{}
+				if old.Seq <= q {
+					w.ib.PutVersion(p.vol.id, index.Version{LBA: lba, Loc: old, Superseded: p.loc.Seq})
+					touchIdx = true
+				}
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if p.vol.parent == nil {
+			w.ib.DeleteRange(p.vol.id, p.lba, p.n)
+			touchIdx = true
+		} else {
+			lbas, err := s.cloneTombstones(p.vol, p.lba, p.lba+p.n)
+			if err != nil {
+				return err
+			}
+			p.tomb = lbas
+		}
+	}
+	if touchIdx {
+		if err := w.ib.Commit(false); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	for _, p := range w.pend {
-		if !p.trim {
+		switch {
+		case !p.trim:
 			s.dirty[blockKey{p.vol.id, p.lba}] = p.loc
-		} else {
+		case p.vol.parent != nil:
+			dropDirty(s.dirty, p.vol.id, p.lba, p.n)
+			for _, lba := range p.tomb {
+				s.dirty[blockKey{p.vol.id, lba}] = index.Location{Seq: p.loc.Seq}
+			}
+		default:
 			dropDirty(s.dirty, p.vol.id, p.lba, p.n)
 		}
 		if p.loc.Seq > p.vol.seq.Load() {
@@ -373,6 +438,7 @@ func (w *writer) flushPending(upto int) {
 		}
 	}
 	s.mu.Unlock()
+	return nil
 }
 
 func dropDirty(m map[blockKey]index.Location, vol, lba, n uint64) {

@@ -26,7 +26,12 @@ import (
 const (
 	prefixMapping byte = 'm' // 'm' vol(8, BE) lba(8, BE) -> Location
 	prefixMeta    byte = 'x' // 'x' name -> opaque value owned by the caller
+	// 'p' vol(8, BE) lba(8, BE) seq(8, BE) -> Location + superseded-by
+	// seq(8): an older version of a block kept for snapshots.
+	prefixPreserved byte = 'p'
 )
+
+const preservedKeySize = 25
 
 const mappingKeySize = 17
 
@@ -250,6 +255,91 @@ func (x *Index) ScanMeta(prefix []byte, fn func(name, val []byte) error) error {
 	return nil
 }
 
+// Version is a preserved (no longer live) version of a block: it was live
+// from Loc.Seq until the write or trim with sequence number Superseded.
+type Version struct {
+	LBA        uint64
+	Loc        Location
+	Superseded uint64
+}
+
+func preservedKey(k *[preservedKeySize]byte, vol, lba, seq uint64) []byte {
+	k[0] = prefixPreserved
+	binary.BigEndian.PutUint64(k[1:], vol)
+	binary.BigEndian.PutUint64(k[9:], lba)
+	binary.BigEndian.PutUint64(k[17:], seq)
+	return k[:]
+}
+
+// FindVersion returns the newest preserved version of (vol, lba) with
+// Loc.Seq <= maxSeq, or ok=false when there is none.
+func (x *Index) FindVersion(vol, lba, maxSeq uint64) (v Version, ok bool, err error) {
+	var lo, hi [preservedKeySize]byte
+	opts := pebble.IterOptions{LowerBound: preservedKey(&lo, vol, lba, 0)}
+	if maxSeq == ^uint64(0) {
+		opts.UpperBound = preservedKey(&hi, vol, lba+1, 0)
+	} else {
+		opts.UpperBound = preservedKey(&hi, vol, lba, maxSeq+1)
+	}
+	it, err := x.db.NewIter(&opts)
+	if err != nil {
+		return Version{}, false, fmt.Errorf("index find version vol %d lba %d: %w", vol, lba, err)
+	}
+	if it.Last() {
+		v, err = decodeVersion(it.Key(), it.Value())
+		ok = err == nil
+	}
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Version{}, false, fmt.Errorf("index find version vol %d lba %d: %w", vol, lba, err)
+	}
+	return v, ok, nil
+}
+
+func decodeVersion(k, val []byte) (Version, error) {
+	if len(k) != preservedKeySize || len(val) != LocationSize+8 {
+		return Version{}, fmt.Errorf("%w: preserved version", ErrCorrupt)
+	}
+	loc, err := decodeLocation(val[:LocationSize])
+	if err != nil {
+		return Version{}, err
+	}
+	return Version{
+		LBA:        binary.BigEndian.Uint64(k[9:]),
+		Loc:        loc,
+		Superseded: binary.LittleEndian.Uint64(val[LocationSize:]),
+	}, nil
+}
+
+// ScanVersions calls fn for every preserved version of vol, in (LBA, seq)
+// order, until fn returns false.
+func (x *Index) ScanVersions(vol uint64, fn func(Version) bool) error {
+	var lo, hi [preservedKeySize]byte
+	it, err := x.db.NewIter(&pebble.IterOptions{
+		LowerBound: preservedKey(&lo, vol, 0, 0),
+		UpperBound: preservedKey(&hi, vol+1, 0, 0),
+	})
+	if err != nil {
+		return fmt.Errorf("index scan versions vol %d: %w", vol, err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := decodeVersion(it.Key(), it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("index scan versions vol %d: %w", vol, err)
+		}
+		if !fn(v) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("index scan versions vol %d: %w", vol, err)
+	}
+	return nil
+}
+
 // Batch collects index changes that commit atomically. A Batch is not safe
 // for concurrent use; it may be reused after Commit or Reset.
 type Batch struct {
@@ -287,13 +377,27 @@ func (b *Batch) DeleteRange(vol, lba, n uint64) {
 	_ = b.b.DeleteRange(mappingKey(&b.k, vol, lba), mappingKey(&b.e, vol, end), nil)
 }
 
-// DeleteVolume unmaps every block of vol.
+// DeleteVolume unmaps every block of vol and drops its preserved versions.
 func (b *Batch) DeleteVolume(vol uint64) {
 	var lo, hi [mappingKeySize]byte
-	mappingKey(&lo, vol, 0)
-	hi[0] = prefixMapping
-	binary.BigEndian.PutUint64(hi[1:], vol+1)
-	_ = b.b.DeleteRange(lo[:], hi[:], nil)
+	_ = b.b.DeleteRange(mappingKey(&lo, vol, 0), mappingKey(&hi, vol+1, 0), nil)
+	var plo, phi [preservedKeySize]byte
+	_ = b.b.DeleteRange(preservedKey(&plo, vol, 0, 0), preservedKey(&phi, vol+1, 0, 0), nil)
+}
+
+// PutVersion preserves v (a version of vol's block v.LBA) for snapshots.
+func (b *Batch) PutVersion(vol uint64, v Version) {
+	var k [preservedKeySize]byte
+	var val [LocationSize + 8]byte
+	encodeLocation((*[LocationSize]byte)(val[:LocationSize]), v.Loc)
+	binary.LittleEndian.PutUint64(val[LocationSize:], v.Superseded)
+	_ = b.b.Set(preservedKey(&k, vol, v.LBA, v.Loc.Seq), val[:], nil)
+}
+
+// DeleteVersion drops the preserved version of (vol, lba) written at seq.
+func (b *Batch) DeleteVersion(vol, lba, seq uint64) {
+	var k [preservedKeySize]byte
+	_ = b.b.Delete(preservedKey(&k, vol, lba, seq), nil)
 }
 
 // SetMeta stores val under the metadata name.
