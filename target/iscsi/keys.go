@@ -62,13 +62,6 @@ const (
 	ValueRFC3720 = "RFC3720"
 )
 
-// Extension key prefixes (RFC 7143 section 6.1): vendor-specific X- keys
-// and IANA-registered X# keys. VBS understands none of them.
-const (
-	prefixVendorKey = "X-"
-	prefixIANAKey   = "X#"
-)
-
 // Numeric ranges of the negotiated keys (RFC 7143 section 13).
 const (
 	minDataSegment        = 512

@@ -161,6 +161,7 @@ type Login struct {
 
 	statSN uint32
 	nPDUs  int
+	err    *LoginError // why the login failed, for logs
 }
 
 // NewLogin returns the login state machine for one new connection.
@@ -215,7 +216,19 @@ func (l *Login) Step(req *PDU, resp *PDU) StepResult {
 	return res
 }
 
+// Err returns why the login failed (a *LoginError whose Reason is meant
+// for logs, never for the wire), or nil if it has not failed.
+func (l *Login) Err() error {
+	if l.err == nil {
+		return nil
+	}
+	return l.err
+}
+
 func (l *Login) fail(resp *PDU, le *LoginError) StepResult {
+	if l.err == nil {
+		l.err = le
+	}
 	l.state = loginFailed
 	l.more = false
 	resp.Data = resp.Data[:0]
