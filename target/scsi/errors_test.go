@@ -33,6 +33,9 @@ func TestCDBChecks(t *testing.T) {
 		{"inquiry unknown vpd", cdbInquiry(true, 0x99, 255), nil, SenseIllegalRequest, ASCInvalidFieldInCDB, nil},
 		{"naca", []byte{0, 0, 0, 0, 0, controlNACA}, nil, SenseIllegalRequest, ASCInvalidFieldInCDB, []byte{0xCA, 0, 5}},
 		{"write short data-out", cdbRW10(opWrite10, 0, 2, 0), big, SenseIllegalRequest, ASCInvalidFieldInIU, nil},
+		{"write long data-out", cdbRW10(opWrite10, 0, 1, 0), fill(1024, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
+		{"write same two-block data-out", cdbRW10(opWriteSame10, 0, 1, 0), fill(1024, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
+		{"compare and write short data-out", cdbCAW(0, 1), fill(512, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
 		{"mode sense saved", cdbModeSense6(pageCaching, 0, pcSaved, false, 255), nil, SenseIllegalRequest, ASCSavingParametersNotSupported, nil},
 		{"mode sense bad page", cdbModeSense6(0x05, 0, 0, false, 255), nil, SenseIllegalRequest, ASCInvalidFieldInCDB, nil},
 		{"report luns bad select", []byte{opReportLUNs, 0, 0x77, 0, 0, 0, 0, 0, 1, 0, 0, 0}, nil, SenseIllegalRequest, ASCInvalidFieldInCDB, nil},
@@ -163,4 +166,12 @@ func TestExpectedDataInTruncates(t *testing.T) {
 	if len(res.DataIn) != 512 || res.TransferLength() != 1024 {
 		t.Fatalf("data-in %d transfer length %d", len(res.DataIn), res.TransferLength())
 	}
+}
+
+// TestReadIgnoresDataOut: a READ that the initiator flagged as a write
+// (and so carries data-out) still succeeds, as libiscsi's Read10Invalid
+// expects.
+func TestReadIgnoresDataOut(t *testing.T) {
+	h := newHarness(t, nil, LUOptions{})
+	expectGood(t, h.run(cdbRW10(opRead10, 0, 1, 0), fill(512, 1)))
 }

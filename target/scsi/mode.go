@@ -342,12 +342,15 @@ func (l *logicalUnit) modeSelect(x *execCtx) checkCondition {
 	return good
 }
 
-// paramData returns the first n bytes of the data-out buffer. A transport
-// that delivered less than the CDB asks for gets INVALID FIELD IN
-// INFORMATION UNIT (FCP-4/iSCSI overflow handling: transfer nothing).
+// paramData returns the data-out buffer, which must be exactly the n
+// bytes the CDB asks for. Any other length (the initiator's expected data
+// transfer length disagreed with the CDB) ends the command with ILLEGAL
+// REQUEST / INVALID FIELD IN INFORMATION UNIT before anything is written:
+// FCP-4 9.4.2 option (b), which libiscsi's residual tests accept and its
+// invalid-data-out-size tests require.
 func (x *execCtx) paramData(n int) ([]byte, checkCondition) {
-	if len(x.cmd.DataOut) < n {
+	if len(x.cmd.DataOut) != n {
 		return nil, errInvalidIU
 	}
-	return x.cmd.DataOut[:n], good
+	return x.cmd.DataOut, good
 }

@@ -74,12 +74,18 @@ func (l *logicalUnit) writeSame(ctx context.Context, x *execCtx) checkCondition 
 		return errAborted
 	}
 	defer l.ranges.unlock(id)
+	// With UNMAP=1 on a thin LU the range is deallocated whatever the
+	// data-out block holds: LBPRZ=1 says it then reads as zeros (SBC-4
+	// 4.7.3.4; libiscsi's unmap-until-end test sends 0xFF and expects
+	// zeros back).
 	unmap := p.flags&wsUnmap != 0
 	switch {
-	case zero && l.zeroer != nil:
-		err = l.zeroer.WriteZeroes(ctx, p.lba, p.blocks, unmap)
-	case zero && unmap && l.unmapper != nil:
+	case unmap && l.zeroer != nil:
+		err = l.zeroer.WriteZeroes(ctx, p.lba, p.blocks, true)
+	case unmap && l.unmapper != nil:
 		err = l.unmapper.Unmap(ctx, p.lba, p.blocks)
+	case zero && l.zeroer != nil:
+		err = l.zeroer.WriteZeroes(ctx, p.lba, p.blocks, false)
 	default:
 		return l.writeRepeated(ctx, p.lba, p.blocks, pattern, fua)
 	}
