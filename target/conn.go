@@ -162,7 +162,7 @@ func (c *conn) login() bool {
 			c.firstCmdSN = c.params.ExpCmdSN
 			return c.sess != nil
 		case iscsi.StepFail:
-			c.log.Info("iscsi login failed", "initiator", lg.Params().InitiatorName, "status", fmt.Sprintf("0x%02x%02x", resp.Byte2(), resp.Byte3()))
+			c.log.Info("iscsi login failed", "initiator", lg.Params().InitiatorName, "status", fmt.Sprintf("0x%02x%02x", resp.BHS[offLoginStatusClass], resp.BHS[offLoginStatusDetail]))
 			return false
 		}
 	}
@@ -325,3 +325,10 @@ func (c *conn) setMaxXmit(n uint32) {
 
 // A task is the context of its own execution.
 var _ context.Context = (*task)(nil)
+
+// Offsets of Status-Class and Status-Detail in a Login Response (RFC 7143
+// section 11.13).
+const (
+	offLoginStatusClass  = 36
+	offLoginStatusDetail = 37
+)
