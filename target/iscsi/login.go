@@ -342,12 +342,13 @@ func (l *Login) process(kvs []KV, transit bool, nsg Stage, resp *PDU) (StepResul
 		phase = phaseSecurity
 	}
 	n := negotiation{
-		p:       &l.p,
-		lim:     l.limits(),
-		phase:   phase,
-		leading: l.p.TSIH == 0,
-		seen:    l.seen,
-		offered: l.offered,
+		p:          &l.p,
+		lim:        l.limits(),
+		phase:      phase,
+		leading:    l.p.TSIH == 0,
+		seen:       l.seen,
+		offered:    l.offered,
+		identified: l.identified,
 	}
 	var sec secKeys
 	for i := range kvs {

@@ -123,6 +123,10 @@ type negotiation struct {
 	lim     targetLimits
 	phase   negPhase
 	leading bool
+	// identified is set once the first request fixed the login identity:
+	// InitiatorName, TargetName and SessionType may then only be repeated
+	// unchanged.
+	identified bool
 	// seen holds every key received so far in this login (or this Text
 	// Request); values are kept only for the identity keys that may be
 	// redeclared.
@@ -130,6 +134,9 @@ type negotiation struct {
 	// offered holds keys the target proposed and awaits answers for.
 	offered map[string]string
 	answers []KV
+	// firstBurstBefore is FirstBurstLength before this request changed it,
+	// restored when the answer turns out Irrelevant.
+	firstBurstBefore uint32
 }
 
 func (n *negotiation) answer(key, value string) {
@@ -242,6 +249,13 @@ func (n *negotiation) key(kv KV) error {
 
 func (n *negotiation) declare(kv KV, def keyDef) error {
 	switch kv.Key {
+	case KeyInitiatorName, KeyTargetName, KeySessionType:
+		// A session type left to its default may be spelled out later.
+		if n.identified && !(kv.Key == KeySessionType && kv.Value == n.p.SessionType.String()) {
+			return initiatorErr("%s first sent after the first login request", kv.Key)
+		}
+	}
+	switch kv.Key {
 	case KeyInitiatorName:
 		if kv.Value == "" || len(kv.Value) > maxNameLength {
 			return initiatorErr("bad InitiatorName of %d bytes", len(kv.Value))
@@ -332,6 +346,9 @@ func (n *negotiation) numeric(kv KV, def keyDef) {
 	if def.kind == kindMax {
 		r = max(v, ours)
 	}
+	if kv.Key == KeyFirstBurstLength {
+		n.firstBurstBefore = n.p.FirstBurstLength
+	}
 	if dst != nil {
 		*dst = uint32(r)
 	}
@@ -402,6 +419,7 @@ func (n *negotiation) finish() {
 		}
 		if n.p.InitialR2T && !n.p.ImmediateData {
 			n.answers[i].Value = ValueIrrelevant
+			n.p.FirstBurstLength = n.firstBurstBefore
 			continue
 		}
 		if n.p.FirstBurstLength > n.p.MaxBurstLength {
