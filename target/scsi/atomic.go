@@ -4,11 +4,9 @@ import "context"
 
 // COMPARE AND WRITE, ORWRITE and WRITE ATOMIC fields (SBC-4 5.3, 5.10, 5.48).
 const (
-	cawBlocksAt      = 13
-	waBoundaryAt     = 10
-	waLengthAt       = 12
-	orwriteLengthAt  = 10
-	maxCAWBlocksByte = 255
+	cawBlocksAt  = 13
+	waBoundaryAt = 10
+	waLengthAt   = 12
 )
 
 // compareAndWrite serves COMPARE AND WRITE: the compare and the write are

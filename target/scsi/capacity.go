@@ -9,7 +9,6 @@ const (
 	rc16Len          = 32
 	rc16LBPME        = 0x80 // byte 14
 	rc16LBPRZ        = 0x40
-	rc16AlignHiMask  = 0x3F
 	rc16PBEMask      = 0x0F
 	lbasHeaderLen    = 8
 	lbasDescLen      = 16

@@ -86,12 +86,6 @@ func (t *Target) execute(ctx context.Context, cmd *Command, res *Result) {
 	}
 	op := cdb[0]
 	want := cdbLength(op)
-	if op == opMaintenanceIn || op == opExtendedCopy || op == opReceiveCopyResults {
-		want = 12
-		if op != opMaintenanceIn {
-			want = 16
-		}
-	}
 	if want == 0 || len(cdb) < want {
 		t.finish(cmd, res, errInvalidOpcode, false)
 		return
@@ -148,9 +142,9 @@ func (t *Target) noLU(x *execCtx) checkCondition {
 		return t.reportLUNs(x)
 	case opRequestSense:
 		if wlun {
-			return requestSense(x, good, false)
+			return requestSense(x, good)
 		}
-		return requestSense(x, errLUNotSupported, false)
+		return requestSense(x, errLUNotSupported)
 	case opTestUnitReady:
 		if wlun {
 			return good

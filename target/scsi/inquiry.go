@@ -64,7 +64,6 @@ const (
 	lbpLBPWS10       = 0x20
 	lbpLBPRZ         = 0x04 // LBPRZ field = 001b
 	lbpProvThin      = 0x02
-	unmapUnlimited   = 0xFFFFFFFF
 )
 
 // vpdPages lists the VPD pages we serve, in ascending order.

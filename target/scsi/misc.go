@@ -50,7 +50,7 @@ const (
 
 // requestSense answers REQUEST SENSE with the sense data of c (GOOD c: NO
 // SENSE). The command itself completes with GOOD.
-func requestSense(x *execCtx, c checkCondition, _ bool) checkCondition {
+func requestSense(x *execCtx, c checkCondition) checkCondition {
 	desc := x.cdb[1]&reqSenseDesc != 0
 	alloc := int(x.cdb[4])
 	if c.ok() {
@@ -74,7 +74,7 @@ func (l *logicalUnit) requestSense(x *execCtx) checkCondition {
 	if ok {
 		c = newCheck(SenseUnitAttention, u.asc())
 	}
-	return requestSense(x, c, false)
+	return requestSense(x, c)
 }
 
 // reportLUNs serves REPORT LUNS for any LUN.

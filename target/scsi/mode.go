@@ -17,20 +17,13 @@ const (
 	pageLenInfoExceptions = 0x0A
 
 	cachingWCE = 0x04 // byte 2
-	cachingRCD = 0x01
 
 	rwerrAWRE = 0x80 // byte 2
 
-	controlTSTShift  = 5
-	controlDSense    = 0x04 // byte 2
-	controlGLTSD     = 0x02
-	controlQAMShift  = 4 // byte 3
-	controlQAMUnres  = 0x01
-	controlQErrShift = 1
-	controlQErrMask  = 0x06
-	controlSWP       = 0x08 // byte 4
-	controlTAS       = 0x40 // byte 5
-	controlBusyTO    = 0xFFFF
+	controlDSense = 0x04 // byte 2
+	controlGLTSD  = 0x02
+	controlSWP    = 0x08 // byte 4
+	controlTAS    = 0x40 // byte 5
 
 	pcCurrent    = 0
 	pcChangeable = 1
@@ -115,10 +108,9 @@ func (l *logicalUnit) modePage(b []byte, code byte, pc byte, cur modeState) []by
 		if pick(cur.tas, def.tas, true) {
 			p[5] |= controlTAS
 		}
-		if pc != pcChangeable {
-			p[3] = controlQAMUnres << controlQAMShift
-			putUint16(p[8:], controlBusyTO)
-		}
+		// Every other field stays zero (restricted reordering, no busy
+		// timeout): an initiator that rebuilds the page from parsed fields
+		// then always sends the non-changeable bits back unchanged.
 		return append(b, p...)
 	case pageInfoExceptions:
 		p := make([]byte, 2+pageLenInfoExceptions)

@@ -62,8 +62,6 @@ const (
 
 	saCopyStatus         = 0x00
 	saOperatingParams    = 0x03
-	saReceiveDataLID1    = 0x01
-	saFailedSegmentLID1  = 0x04
 	saMaskServiceAction5 = 0x1F
 )
 

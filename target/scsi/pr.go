@@ -64,12 +64,11 @@ const (
 	prFullDescHdrLen = 24
 
 	// iSCSI TransportID (SPC-4 7.6.4.6).
-	tidFormatISID   = 0x40
-	tidProtoISCSI   = 0x05
-	tidFormatMask   = 0xC0
-	tidProtoMask    = 0x0F
-	tidHeaderLen    = 4
-	iscsiISIDMarker = ",i,0x"
+	tidFormatISID = 0x40
+	tidProtoISCSI = 0x05
+	tidFormatMask = 0xC0
+	tidProtoMask  = 0x0F
+	tidHeaderLen  = 4
 
 	prMetaKey     = "scsi/persistent-reservations"
 	prMetaVersion = 1

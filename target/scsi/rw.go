@@ -9,14 +9,12 @@ import (
 const (
 	rwProtectMask  = 0xE0 // RDPROTECT / WRPROTECT / VRPROTECT
 	rwProtectBit   = 7
-	rwDPO          = 0x10
 	rwFUA          = 0x08
 	verifyBytChk   = 0x06
 	bytChkShift    = 1
 	bytChkNone     = 0
 	bytChkCompare  = 1
 	bytChkOneBlock = 3
-	prefetchImmed  = 0x02
 	rw6LBAMask     = 0x1F
 	rw6ZeroLen     = 256 // READ(6)/WRITE(6): a transfer length of 0 means 256
 )

@@ -29,10 +29,6 @@ func isZero(b []byte) bool {
 func (l *logicalUnit) writeSame(ctx context.Context, x *execCtx) checkCondition {
 	cdb := x.cdb
 	p := parseRW(cdb)
-	if cdb[0] == opWriteSame10 {
-		p.blocks = uint64(be16(cdb[7:]))
-		p.lenOff = 7
-	}
 	if p.flags&rwProtectMask != 0 {
 		return invalidCDB(1, rwProtectBit)
 	}

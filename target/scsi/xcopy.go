@@ -281,13 +281,20 @@ func (l *logicalUnit) copyBlocks(ctx context.Context, src *logicalUnit, s copySe
 	}
 	chunk := min(s.blocks, uint64(l.maxTransferBlocks()))
 	buf := make([]byte, l.bytes(chunk))
+	// Copying forward within one LU onto an overlapping range further up
+	// would read blocks already overwritten: go backwards then (memmove).
+	backward := src == l && s.dstLBA > s.srcLBA && s.dstLBA < s.srcLBA+s.blocks
 	for done := uint64(0); done < s.blocks; {
 		n := min(chunk, s.blocks-done)
+		off := done
+		if backward {
+			off = s.blocks - done - n
+		}
 		b := buf[:l.bytes(n)]
-		if err := src.dev.ReadAt(ctx, b, s.srcLBA+done); err != nil {
+		if err := src.dev.ReadAt(ctx, b, s.srcLBA+off); err != nil {
 			return deviceError(ctx, err, false)
 		}
-		if err := l.dev.WriteAt(ctx, b, s.dstLBA+done, fua); err != nil {
+		if err := l.dev.WriteAt(ctx, b, s.dstLBA+off, fua); err != nil {
 			return deviceError(ctx, err, true)
 		}
 		done += n
