@@ -144,9 +144,9 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		s.catMu.Unlock()
 		return fmt.Errorf("delete volume %q: %w", name, ErrVolumeNotFound)
 	}
-	if v.open > 0 {
+	if v.open > 0 || v.clones > 0 {
 		s.catMu.Unlock()
-		return fmt.Errorf("delete volume %q: %d open handles: %w", name, v.open, ErrVolumeBusy)
+		return fmt.Errorf("delete volume %q: %d open handles, %d clones: %w", name, v.open, v.clones, ErrVolumeBusy)
 	}
 	s.catMu.Unlock()
 	err := s.run(v, func(w *writer) error {
@@ -157,6 +157,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 			ib.DeleteMeta(name)
 			return nil
 		})
+		if err == nil {
+			for _, m := range v.snapshots() {
+				ib.DeleteMeta(snapKey(v.id, m.Seq))
+			}
+		}
 		if err != nil {
 			ib.Reset()
 			return err
@@ -181,6 +186,9 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	s.catMu.Lock()
 	delete(s.names, name)
 	delete(s.vols, v.id)
+	if v.parent != nil {
+		v.parent.clones--
+	}
 	s.catMu.Unlock()
 	return nil
 }

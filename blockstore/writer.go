@@ -55,7 +55,6 @@ type pendUpdate struct {
 	n    uint64 // trims: number of blocks; writes: 0
 	loc  index.Location
 	trim bool
-	tomb []uint64 // clone trims: blocks that get a tombstone
 }
 
 // writer is the single goroutine that appends to the log. All of its fields
@@ -86,14 +85,14 @@ type writer struct {
 
 func newWriter(s *Store) *writer {
 	return &writer{
-		s:        s,
-		reqCh:    make(chan *request, defaultQueueDepth),
-		quit:     make(chan struct{}),
-		stopped:  make(chan struct{}),
-		buf:      make([]byte, 0, s.opts.MaxBatchBytes+record.HeaderSize*64),
-		ib:       s.idx.NewBatch(),
-		touched:  make(map[uint64]*volState),
-		seen:     make(map[blockKey]struct{}),
+		s:       s,
+		reqCh:   make(chan *request, defaultQueueDepth),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		buf:     make([]byte, 0, s.opts.MaxBatchBytes+record.HeaderSize*64),
+		ib:      s.idx.NewBatch(),
+		touched: make(map[uint64]*volState),
+		seen:    make(map[blockKey]struct{}),
 	}
 }
 
@@ -358,9 +357,9 @@ func (w *writer) flushPending(upto int) {
 // can still see (Loc.Seq <= the newest snapshot's seq) as a Version
 // superseded by the new write or trim; those versions' log bytes are
 // durable (snapshot creation syncs), so they may go to pebble at once.
-// Trims of a plain volume delete the live mappings (in pebble first, so a
-// concurrent reader never sees data older than the overlay's); trims of a
-// clone write tombstones, which hide the parent's data.
+// Trims delete the live mappings (in pebble first, so a concurrent reader
+// never sees data older than the overlay's); trims of a clone also write
+// tombstones, which hide the parent's data.
 func (w *writer) applyPend() error {
 	s := w.s
 	touchIdx := false
@@ -403,15 +402,19 @@ func (w *writer) applyPend() error {
 				return err
 			}
 		}
-		if p.vol.parent == nil {
-			w.ib.DeleteRange(p.vol.id, p.lba, p.n)
-			touchIdx = true
-		} else {
+		w.ib.DeleteRange(p.vol.id, p.lba, p.n)
+		touchIdx = true
+		if p.vol.parent != nil {
+			// Tombstones hide the parent's data. They refer to no log bytes,
+			// so they go to the index with the range deletion, in one batch:
+			// a reader never sees the parent's data in between.
 			lbas, err := s.cloneTombstones(p.vol, p.lba, p.lba+p.n)
 			if err != nil {
 				return err
 			}
-			p.tomb = lbas
+			for _, lba := range lbas {
+				w.ib.Put(p.vol.id, lba, index.Location{Seq: p.loc.Seq})
+			}
 		}
 	}
 	if touchIdx {
@@ -421,16 +424,10 @@ func (w *writer) applyPend() error {
 	}
 	s.mu.Lock()
 	for _, p := range w.pend {
-		switch {
-		case !p.trim:
+		if p.trim {
+			dropDirty(s.dirty, p.vol.id, p.lba, p.n)
+		} else {
 			s.dirty[blockKey{p.vol.id, p.lba}] = p.loc
-		case p.vol.parent != nil:
-			dropDirty(s.dirty, p.vol.id, p.lba, p.n)
-			for _, lba := range p.tomb {
-				s.dirty[blockKey{p.vol.id, lba}] = index.Location{Seq: p.loc.Seq}
-			}
-		default:
-			dropDirty(s.dirty, p.vol.id, p.lba, p.n)
 		}
 		if p.loc.Seq > p.vol.seq.Load() {
 			p.vol.seq.Store(p.loc.Seq)
