@@ -15,8 +15,8 @@ type Portal struct {
 // empty value, which in a normal session means the session's target: the
 // caller passes that target's name instead) lists nothing. Each target is
 // a TargetName followed by one TargetAddress per portal of its portal
-// group, in the order of targets and portals. A target is visible when its
-// Authorize is nil or allows initiatorName.
+// group (or its Redirect address), in the order of targets and portals. A
+// target is visible when its Authorize is nil or allows initiatorName.
 func SendTargets(value, initiatorName string, targets []TargetInfo, portals []Portal) []byte {
 	var out []byte
 	for i := range targets {
@@ -30,6 +30,10 @@ func SendTargets(value, initiatorName string, targets []TargetInfo, portals []Po
 			}
 		}
 		out = AppendText(out, KeyTargetName, t.Name)
+		if t.Redirect != "" {
+			out = AppendText(out, KeyTargetAddress, t.Redirect)
+			continue
+		}
 		for _, p := range portals {
 			if p.PortalGroupTag != t.PortalGroupTag {
 				continue

@@ -15,6 +15,7 @@ func TestSendTargets(t *testing.T) {
 		{Name: "iqn.2026-01.io.vbs:a", PortalGroupTag: 1},
 		{Name: "iqn.2026-01.io.vbs:b", PortalGroupTag: 1, Authorize: only("iqn.host2")},
 		{Name: "iqn.2026-01.io.vbs:c", PortalGroupTag: 2, Authorize: only("iqn.host1", "iqn.host2")},
+		{Name: "iqn.2026-01.io.vbs:d", PortalGroupTag: 1, Redirect: "10.0.0.9:3260,1", Authorize: only("iqn.host1")},
 	}
 	portals := []Portal{
 		{Addr: "10.0.0.1:3260", PortalGroupTag: 1},
@@ -27,7 +28,8 @@ func TestSendTargets(t *testing.T) {
 	}{
 		{"All", "iqn.host1",
 			"TargetName=iqn.2026-01.io.vbs:a\x00TargetAddress=10.0.0.1:3260,1\x00TargetAddress=[fd00::1]:3260,1\x00" +
-				"TargetName=iqn.2026-01.io.vbs:c\x00TargetAddress=10.0.0.2:3260,2\x00"},
+				"TargetName=iqn.2026-01.io.vbs:c\x00TargetAddress=10.0.0.2:3260,2\x00" +
+				"TargetName=iqn.2026-01.io.vbs:d\x00TargetAddress=10.0.0.9:3260,1\x00"},
 		{"All", "iqn.host2",
 			"TargetName=iqn.2026-01.io.vbs:a\x00TargetAddress=10.0.0.1:3260,1\x00TargetAddress=[fd00::1]:3260,1\x00" +
 				"TargetName=iqn.2026-01.io.vbs:b\x00TargetAddress=10.0.0.1:3260,1\x00TargetAddress=[fd00::1]:3260,1\x00" +

@@ -22,6 +22,11 @@ type TargetInfo struct {
 	// discovery hides the target. A nil Authorize allows everyone without
 	// CHAP.
 	Authorize func(initiatorName string) (chap, mutual *Credentials, ok bool)
+	// Redirect, if set, is a TargetAddress value ("10.0.0.2:3260,1"):
+	// logins to this target are redirected there with status 0x0101
+	// (target moved temporarily) as soon as the target is named, and
+	// SendTargets lists that address instead of the local portals.
+	Redirect string
 }
 
 // ProtocolVersion is the only iSCSI version there is (RFC 7143 section
@@ -232,6 +237,10 @@ func (l *Login) fail(resp *PDU, le *LoginError) StepResult {
 	l.state = loginFailed
 	l.more = false
 	resp.Data = resp.Data[:0]
+	if le.Class == StatusRedirect && le.TargetAddress != "" {
+		l.resp = AppendText(l.resp[:0], KeyTargetAddress, le.TargetAddress)
+		resp.Data = l.resp
+	}
 	resp.SetLoginStages(false, false, l.stage&loginStageMsk, 0)
 	resp.BHS[offLoginStatusClass] = le.Class
 	resp.BHS[offLoginStatusDetail] = le.Detail
@@ -469,6 +478,11 @@ func (l *Login) identify() error {
 		}
 		if !ok {
 			return loginErr(StatusInitiatorError, DetailTargetNotFound, "no target %q", l.p.TargetName)
+		}
+		if l.target.Redirect != "" {
+			le := loginErr(StatusRedirect, DetailTargetMovedTemporarily, "target %q served elsewhere", l.p.TargetName)
+			le.TargetAddress = l.target.Redirect
+			return le
 		}
 		authorize = l.target.Authorize
 	}

@@ -71,6 +71,7 @@ func fuzzSeeds() [][]byte {
 		encodeFuzz(fuzzPDU{flags: stages(true, false, StageOperational, StageFullFeature), ctl: 1, data: ini + tgt}),
 		encodeFuzz(fuzzPDU{flags: stages(true, false, StageOperational, StageFullFeature), data: ini + tgt},
 			fuzzPDU{ctl: fuzzNonLogin | byte(OpSCSICommand)}),
+		encodeFuzz(fuzzPDU{flags: stages(true, false, StageSecurity, StageOperational), data: ini + "TargetName=iqn.2026-01.io.vbs:moved\x00AuthMethod=None\x00"}),
 	}
 }
 
@@ -80,6 +81,8 @@ func fuzzConfig() LoginConfig {
 			switch name {
 			case "iqn.2026-01.io.vbs:open":
 				return TargetInfo{Name: name, PortalGroupTag: 1}, true
+			case "iqn.2026-01.io.vbs:moved":
+				return TargetInfo{Name: name, Redirect: "10.0.0.2:3260,1"}, true
 			case "iqn.2026-01.io.vbs:chap":
 				return TargetInfo{Name: name, Authorize: func(string) (*Credentials, *Credentials, bool) {
 					return &Credentials{User: "alice", Secret: "alice-secret-1"}, &Credentials{User: "t", Secret: "target-secret-2"}, true
@@ -148,7 +151,7 @@ func checkLoginResponse(t *testing.T, l *Login, res StepResult, req, resp *PDU) 
 	class := resp.BHS[offLoginStatusClass]
 	switch res {
 	case StepFail:
-		if class == StatusSuccess || len(resp.Data) != 0 || resp.Transit() {
+		if class == StatusSuccess || len(resp.Data) != 0 && class != StatusRedirect || resp.Transit() {
 			t.Fatalf("failure with status class %d, %d data bytes, T=%v", class, len(resp.Data), resp.Transit())
 		}
 	case StepDone:

@@ -236,6 +236,20 @@ func TestInteropLibiscsiDiscovery(t *testing.T) {
 	}
 }
 
+// TestInteropLibiscsiRedirect: portal A redirects the target to portal B,
+// where libiscsi logs in.
+func TestInteropLibiscsiRedirect(t *testing.T) {
+	b := startInteropPortal(t, LoginConfig{}, []TargetInfo{chapTarget(nil, nil)})
+	moved := chapTarget(nil, nil)
+	moved.Redirect = b.ln.Addr().String() + ",1"
+	a := startInteropPortal(t, LoginConfig{}, []TargetInfo{moved})
+	out := runTool(t, "iscsi-inq", "-i", interopInitiator, "iscsi://"+a.ln.Addr().String()+"/"+interopTarget+"/0")
+	ra, rb := a.seen(), b.seen()
+	if len(ra) != 1 || ra[0].status != 0x0101 || len(rb) != 1 || rb[0].res != StepDone {
+		t.Fatalf("portal A saw %+v, portal B saw %+v; iscsi-inq:\n%s", ra, rb, out)
+	}
+}
+
 func TestInteropLibiscsiNormalLogin(t *testing.T) {
 	alice := &Credentials{User: "alice", Secret: "alice-secret-1"}
 	tgt := &Credentials{User: "vbs-target", Secret: "target-secret-2"}

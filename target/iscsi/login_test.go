@@ -84,7 +84,7 @@ func num(t *testing.T, s string) uint64 {
 
 // config resets the harness. Input lines:
 //
-//	target NAME [alias=A] [tpgt=N] [chap=U:S] [mutual=U:S] [allow=I,I]
+//	target NAME [alias=A] [tpgt=N] [chap=U:S] [mutual=U:S] [allow=I,I] [redirect=ADDR] [open]
 //	discovery [chap=U:S] [mutual=U:S] [allow=I,I]
 //	limits [maxrecv=N] [maxburst=N] [firstburst=N] [r2t=N] [conns=N]
 //	complete tsih=N | error=0xCCDD
@@ -99,7 +99,7 @@ func (h *harness) config(t *testing.T, args map[string]string, lines []string) s
 		a := parseArgs(f[1:])
 		switch f[0] {
 		case "target":
-			ti := TargetInfo{Name: f[1], Alias: a["alias"]}
+			ti := TargetInfo{Name: f[1], Alias: a["alias"], Redirect: a["redirect"]}
 			if v, ok := a["tpgt"]; ok {
 				ti.PortalGroupTag = uint16(num(t, v))
 			}

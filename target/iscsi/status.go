@@ -48,6 +48,10 @@ const (
 type LoginError struct {
 	Class, Detail uint8
 	Reason        string
+	// TargetAddress is where a redirect (StatusRedirect) sends the
+	// initiator, as a TargetAddress value ("10.0.0.2:3260,1"); the failure
+	// response carries it (RFC 7143 section 11.13.5).
+	TargetAddress string
 }
 
 // Error implements error.
