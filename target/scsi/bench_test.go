@@ -8,7 +8,7 @@ import (
 // benchIO runs 4 KiB commands against a 4096-byte-block memDev the way a
 // transport does: one Command and one Result reused for every I/O.
 func benchIO(b *testing.B, cdb []byte, out []byte) {
-	dev := newMemDev(4096, 1<<14)
+	dev := newMemDev(4096, 1<<12)
 	h := newHarness(b, dev, LUOptions{WriteCache: true})
 	ctx := context.Background()
 	cmd := &Command{Nexus: h.n, CDB: cdb, DataOut: out, ExpectedDataIn: 4096}
@@ -18,7 +18,7 @@ func benchIO(b *testing.B, cdb []byte, out []byte) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Vary the LBA like a random workload would.
-		lba := uint32(i*7919) & (1<<14 - 1)
+		lba := uint32(i*7919) & (1<<12 - 1)
 		cdb[2], cdb[3], cdb[4], cdb[5] = byte(lba>>24), byte(lba>>16), byte(lba>>8), byte(lba)
 		res.Reset()
 		h.tgt.Execute(ctx, cmd, res)

@@ -63,7 +63,7 @@ func TestCDBChecks(t *testing.T) {
 }
 
 func TestMaxTransferLength(t *testing.T) {
-	dev := newMemDev(512, 1<<20)
+	dev := newMemDev(512, 1<<15)
 	h := newHarness(t, dev, LUOptions{})
 	max := uint32(DefaultMaxTransferBytes / 512)
 	expectGood(t, h.run(cdbRW16(opRead16, 0, max, 0), nil))

@@ -134,7 +134,7 @@ func (t *Target) finish(cmd *Command, res *Result, c checkCondition, dsense bool
 // noLU answers a command addressed to a LUN that has no logical unit (or
 // to the REPORT LUNS well-known LU).
 func (t *Target) noLU(x *execCtx) checkCondition {
-	wlun := x.cmd.LUN == WellKnownLUNReportLUNs
+	wlun := isReportLUNsWLUN(x.cmd.LUN)
 	switch x.cdb[0] {
 	case opInquiry:
 		return t.inquiryNoLU(x, wlun)

@@ -37,9 +37,9 @@ func checkGolden(t *testing.T, name string, got []byte) {
 // pages for a thin LU and a plain one.
 func TestGoldenPages(t *testing.T) {
 	for _, kind := range []string{"thin", "plain"} {
-		var dev Device = newMemDev(512, 1<<21)
+		var dev Device = newMemDev(512, 1<<14)
 		if kind == "thin" {
-			dev = newThinDev(4096, 1<<18)
+			dev = newThinDev(4096, 1<<11)
 		}
 		h := newHarness(t, dev, LUOptions{WriteCache: true, Serial: "VBS0000000000001", NAA: 0x6001405a1b2c3d4e})
 		cases := []struct {

@@ -59,3 +59,13 @@ func DecodeLUN(b [8]byte) uint64 {
 	}
 	return raw | 1<<63
 }
+
+// wellKnownReportLUNsRaw is the W-LUN as a raw 8-byte LUN field, for
+// transports that pass undecoded fields through.
+const wellKnownReportLUNsRaw uint64 = lunAddrWellKnown<<56 | wellKnownReportLUNs<<48
+
+// isReportLUNsWLUN reports whether lun names the REPORT LUNS well-known
+// LU, decoded or raw.
+func isReportLUNsWLUN(lun uint64) bool {
+	return lun == WellKnownLUNReportLUNs || lun == wellKnownReportLUNsRaw
+}

@@ -155,6 +155,12 @@ func TestReportLUNs(t *testing.T) {
 	if got := EncodeLUN(300); got[0] != lunAddrFlat|1 || got[1] != 44 {
 		t.Fatalf("flat encoding %x", got)
 	}
+	// A transport that passes the raw W-LUN field reaches it too.
+	r := h.runAs(h.n, 0xC101000000000000, cdbInquiry(false, 0, 96), nil)
+	expectGood(t, r)
+	if r.DataIn[0] != pdtWellKnown {
+		t.Fatalf("W-LUN inquiry byte 0 %#x", r.DataIn[0])
+	}
 	if DecodeLUN(EncodeLUN(300)) != 300 || DecodeLUN(EncodeLUN(5)) != 5 {
 		t.Fatal("lun round trip")
 	}
