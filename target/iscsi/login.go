@@ -136,6 +136,19 @@ const (
 // (RFC 7143 sections 6 and 11.12). It does no I/O: the caller reads a
 // Login Request, calls Step, and sends the response Step fills in. It is
 // not safe for concurrent use.
+//
+// The first complete request names the initiator, the session type and
+// the target; the target is looked up (0x0203), redirected (0x0101) or
+// authorized then. The security stage picks AuthMethod None or CHAP (MD5,
+// one-way or mutual) and may not be left before authentication completes;
+// a target that requires CHAP refuses an initiator that skips it (0x0201),
+// and an initiator that may not log in is refused when it leaves the
+// security stage (0x0202). The operational stage negotiates the keys of
+// RFC 7143 section 13; the target declares its MaxRecvDataSegmentLength
+// there and offers its burst limits if they are below the RFC defaults.
+// The request that asks for full feature phase runs LoginConfig.Complete.
+// Requests split with the C bit are collected (acknowledged with empty
+// responses) and responses longer than 8192 bytes are split the same way.
 type Login struct {
 	cfg   LoginConfig
 	state loginState
@@ -293,7 +306,7 @@ func (l *Login) step(req, resp *PDU) (StepResult, error) {
 	}
 	if l.more {
 		// The initiator fetches the rest of a split response with empty
-		// requests (RFC 7143 section 6.6... C bit rules).
+		// requests (the C bit of RFC 7143 section 11.13).
 		if len(req.Data) > 0 || cont {
 			return StepFail, initiatorErr("request data while the target's response continues")
 		}
