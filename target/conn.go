@@ -227,7 +227,7 @@ func (c *conn) readLoop() error {
 		case errors.Is(err, iscsi.ErrDataDigest):
 			// The header is sound: reject the PDU and carry on
 			// (RFC 7143 section 7.8).
-			c.reject(rejectDataDigest, &c.in)
+			c.dataDigestError(&c.in)
 			continue
 		case errors.Is(err, iscsi.ErrDataTooLong):
 			c.reject(rejectProtocolError, &c.in)
@@ -268,6 +268,28 @@ func (c *conn) dispatch(p *iscsi.PDU) error {
 	}
 	c.reject(rejectCommandNotSupported, p)
 	return nil
+}
+
+// dataDigestError answers a PDU whose data digest was wrong with a Reject.
+// A command still consumes its CmdSN; a Data-Out's command can no longer
+// get all its data (ERL 0 has no recovery), so it fails.
+func (c *conn) dataDigestError(p *iscsi.PDU) {
+	switch p.Opcode() {
+	case iscsi.OpSCSIDataOut:
+		c.reject(rejectDataDigest, p)
+		c.mu.Lock()
+		t := c.tasks[p.ITT()]
+		waiting := t != nil && t.state == taskWaitingData
+		c.mu.Unlock()
+		if waiting {
+			_ = c.failDataOut(t, "data digest error")
+		}
+	case iscsi.OpSCSICommand, iscsi.OpTaskMgmtReq, iscsi.OpTextReq, iscsi.OpLogoutReq, iscsi.OpNOPOut:
+		c.admitControl(p)
+		c.reject(rejectDataDigest, p)
+	default:
+		c.reject(rejectDataDigest, p)
+	}
 }
 
 // teardown waits for the goroutines of c and releases its session.

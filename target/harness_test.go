@@ -257,6 +257,12 @@ func (in *initiator) mustLogin(keys []iscsi.KV) {
 			return
 		}
 	}
+	in.clearUA()
+}
+
+// clearUA sends TEST UNIT READY until it succeeds.
+func (in *initiator) clearUA() {
+	in.t.Helper()
 	for range 4 {
 		in.send(in.command([]byte{opTestUnitReady, 0, 0, 0, 0, 0}, 0, 0, nil))
 		if p := in.recv(); p.Opcode() == iscsi.OpSCSIResponse && p.Byte3() == byte(scsi.StatusGood) {

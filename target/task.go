@@ -163,7 +163,7 @@ func (c *conn) onSCSICommand(p *iscsi.PDU) error {
 	}
 	itt := p.ITT()
 	if itt == iscsi.ReservedITT {
-		c.reject(rejectInvalidPDUField, p)
+		c.rejectCommand(rejectInvalidPDUField, p)
 		return nil
 	}
 	c.mu.Lock()
@@ -171,7 +171,7 @@ func (c *conn) onSCSICommand(p *iscsi.PDU) error {
 	n := len(c.tasks)
 	c.mu.Unlock()
 	if dup {
-		c.reject(rejectTaskInProgress, p)
+		c.rejectCommand(rejectTaskInProgress, p)
 		return nil
 	}
 	if p.Immediate() && n >= maxImmediateFactor*int(c.srv.opts.QueueDepth) {
@@ -188,7 +188,7 @@ func (c *conn) onSCSICommand(p *iscsi.PDU) error {
 	t.cdbLen = copy(t.cdb[:], p.CDB())
 	if err := t.extendedCDB(p.AHS); err != nil {
 		putTask(t)
-		c.reject(rejectInvalidPDUField, p)
+		c.rejectCommand(rejectInvalidPDUField, p)
 		return nil
 	}
 	if t.isWrite() && t.edtl <= c.srv.opts.MaxCommandBuffer {
@@ -229,6 +229,14 @@ func (c *conn) onSCSICommand(p *iscsi.PDU) error {
 	c.deliver(t)
 	c.deliverHeld()
 	return nil
+}
+
+// rejectCommand rejects a SCSI Command PDU. A rejected non-immediate
+// command still consumes its CmdSN when it is the next one, so that the
+// initiator's numbering and ours stay in step.
+func (c *conn) rejectCommand(reason byte, p *iscsi.PDU) {
+	c.admitControl(p)
+	c.reject(reason, p)
 }
 
 // extendedCDB appends the Extended CDB AHS, if any, to t's CDB.
