@@ -19,14 +19,14 @@ func (l *logicalUnit) compareAndWrite(ctx context.Context, x *execCtx) checkCond
 	}
 	half := l.bytes(p.blocks)
 	x.res.xferLen = 2 * half
+	if !inRange(p.lba, p.blocks, x.blocks) {
+		return errLBAOutOfRange
+	}
 	if p.blocks == 0 {
 		return good
 	}
 	if p.blocks > uint64(l.t.opts.MaxCompareAndWriteBlocks) {
 		return invalidCDB(cawBlocksAt, -1)
-	}
-	if !inRange(p.lba, p.blocks, x.blocks) {
-		return errLBAOutOfRange
 	}
 	if c := l.writable(x); !c.ok() {
 		return c

@@ -93,6 +93,10 @@ func TestWriteSame(t *testing.T) {
 		expectSense(t, h.run(cdbRW10(opWriteSame10, 0, 1, wsNDOB), pattern), SenseIllegalRequest, ASCInvalidFieldInCDB)
 		expectSense(t, h.run(cdbRW10(opWriteSame10, 1020, 10, 0), pattern), SenseIllegalRequest, ASCLBAOutOfRange)
 		expectSense(t, h.run(cdbRW10(opWriteSame10, 0, 1, wsAnchor), pattern), SenseIllegalRequest, ASCInvalidFieldInCDB)
+		// Zero blocks past the end is out of range before it is WSNZ.
+		expectSense(t, h.run(cdbRW10(opWriteSame10, 1025, 0, 0), pattern), SenseIllegalRequest, ASCLBAOutOfRange)
+		expectSense(t, h.run(cdbRW16(opWriteSame16, ^uint64(0), 0, 0), pattern), SenseIllegalRequest, ASCLBAOutOfRange)
+		expectSense(t, h.run(cdbRW10(opWriteSame10, 0, 0, 0), pattern), SenseIllegalRequest, ASCInvalidFieldInCDB)
 	}
 }
 

@@ -43,12 +43,12 @@ func (l *logicalUnit) writeSame(ctx context.Context, x *execCtx) checkCondition 
 	if !ndob {
 		x.res.xferLen = int(l.blockSize)
 	}
+	if !inRange(p.lba, p.blocks, x.blocks) {
+		return errLBAOutOfRange
+	}
 	if p.blocks == 0 {
 		// WSNZ=1 in the Block Limits page: zero does not mean "to the end".
 		return invalidCDB(p.lenOff, -1)
-	}
-	if !inRange(p.lba, p.blocks, x.blocks) {
-		return errLBAOutOfRange
 	}
 	if p.blocks > l.t.opts.MaxWriteSameBlocks {
 		return invalidCDB(p.lenOff, -1)
