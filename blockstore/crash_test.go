@@ -165,6 +165,7 @@ func runCrashSequential(t *testing.T, seed uint64) {
 	s := openMem(t, fs, opts)
 	v := mustCreate(t, s, "vol", uint64(cfg.blocks*cfg.bs), uint32(cfg.bs))
 	m := newBlockModel(cfg.blocks, cfg.bs)
+	snaps := map[string][][]byte{} // snapshot name -> block contents
 	tag := seed << 32
 	for cycle := 0; cycle < 2; cycle++ {
 		ops := rng.IntN(120)
@@ -188,11 +189,24 @@ func runCrashSequential(t *testing.T, seed uint64) {
 					t.Fatalf("seed %d: unmap: %v", seed, err)
 				}
 				m.write(lba, make([]byte, n*cfg.bs), false)
-			case r < 72:
+			case r < 70:
 				if err := v.Flush(ctx); err != nil {
 					t.Fatalf("seed %d: flush: %v", seed, err)
 				}
 				m.flush()
+			case r < 72:
+				// A snapshot is durable when it returns, with everything
+				// it sees.
+				name := fmt.Sprintf("c%d-%d", cycle, op)
+				if _, err := s.CreateSnapshot(ctx, "vol", name); err != nil {
+					t.Fatalf("seed %d: snapshot: %v", seed, err)
+				}
+				m.flush()
+				img := make([][]byte, cfg.blocks)
+				for lba := range img {
+					img[lba] = m.latest(uint64(lba))
+				}
+				snaps[name] = img
 			case r < 75:
 				// Clean restart: Close makes everything durable.
 				v.Close()
@@ -223,6 +237,17 @@ func runCrashSequential(t *testing.T, seed uint64) {
 			t.Fatalf("seed %d: reopen after crash: %v", seed, err)
 		}
 		m.verify(t, ctx, v, fmt.Sprintf("seed %d cycle %d (%+v)", seed, cycle, cfg))
+		got := make([]byte, cfg.bs)
+		for name, img := range snaps {
+			for lba := range img {
+				if err := v.ReadSnapshotAt(ctx, name, got, uint64(lba)); err != nil {
+					t.Fatalf("seed %d: read snapshot %s: %v", seed, name, err)
+				}
+				if !bytes.Equal(got, img[lba]) {
+					t.Fatalf("seed %d cycle %d: snapshot %s lba %d changed across the crash", seed, cycle, name, lba)
+				}
+			}
+		}
 	}
 	v.Close()
 	if err := s.Close(); err != nil {
