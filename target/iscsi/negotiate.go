@@ -388,9 +388,10 @@ func (n *negotiation) boolean(kv KV) {
 }
 
 // offerAnswer takes the initiator's answer to a value the target offered
-// (only Min keys are offered). A Reject keeps the RFC default.
+// (only Min keys are offered). Reject (or Irrelevant, NotUnderstood) keeps
+// the current value.
 func (n *negotiation) offerAnswer(kv KV, offered string) error {
-	if kv.Value == ValueReject {
+	if isSpecialValue(kv.Value) {
 		return nil
 	}
 	v, ok := parseNumber(kv.Value)
@@ -451,7 +452,10 @@ func (n *negotiation) offers() bool {
 		offered = true
 	}
 	offer(KeyMaxBurstLength, n.lim.maxBurstLength, &n.p.MaxBurstLength)
-	offer(KeyFirstBurstLength, min(n.lim.firstBurstLength, n.lim.maxBurstLength), &n.p.FirstBurstLength)
+	if !n.p.InitialR2T || n.p.ImmediateData {
+		// Otherwise FirstBurstLength is Irrelevant (RFC 7143 section 13.14).
+		offer(KeyFirstBurstLength, min(n.lim.firstBurstLength, n.lim.maxBurstLength), &n.p.FirstBurstLength)
+	}
 	return offered
 }
 
