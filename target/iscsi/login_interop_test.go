@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // Full feature phase opcodes and fields the interop portal needs to let
@@ -44,6 +46,14 @@ type interopPortal struct {
 	conns   sync.WaitGroup
 }
 
+// checkLeaks makes t fail if goroutines outlive it. Call it first so
+// that it runs after every portal's cleanup.
+func checkLeaks(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+}
+
+// startInteropPortal serves on a loopback port until the test ends; the
+// cleanup closes the listener and waits for every connection goroutine.
 func startInteropPortal(t *testing.T, cfg LoginConfig, targets []TargetInfo) *interopPortal {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,17 +118,20 @@ func (p *interopPortal) serve(c net.Conn) {
 			return
 		}
 		res := l.Step(&req, &resp)
+		if res != StepContinue {
+			// Record before answering: the client may exit, and the test
+			// looks, as soon as it has the answer.
+			p.record(interopResult{res: res, status: uint16(resp.BHS[offLoginStatusClass])<<8 | uint16(resp.BHS[offLoginStatusDetail]), params: l.Params(), err: l.Err()})
+		}
 		if err := wr.Write(&resp); err != nil {
 			return
 		}
-		if res == StepContinue {
-			continue
-		}
-		p.record(interopResult{res: res, status: uint16(resp.BHS[offLoginStatusClass])<<8 | uint16(resp.BHS[offLoginStatusDetail]), params: l.Params(), err: l.Err()})
 		if res == StepFail {
 			return
 		}
-		break
+		if res == StepDone {
+			break
+		}
 	}
 	prm := l.Params()
 	rd.Limits = Limits{MaxRecvDataSegmentLength: prm.MaxRecvDataSegmentLength, HeaderDigest: prm.HeaderDigest, DataDigest: prm.DataDigest}
@@ -223,6 +236,7 @@ func TestInteropLibiscsiDiscovery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			checkLeaks(t)
 			p := startInteropPortal(t, tt.cfg, []TargetInfo{chapTarget(nil, nil), hidden})
 			out := runTool(t, "iscsi-ls", "-i", interopInitiator, strings.Replace(tt.url, "%s", p.ln.Addr().String(), 1))
 			if !strings.Contains(out, "Target:"+interopTarget+" Portal:"+p.ln.Addr().String()+",1") || strings.Contains(out, "hidden") {
@@ -239,6 +253,7 @@ func TestInteropLibiscsiDiscovery(t *testing.T) {
 // TestInteropLibiscsiRedirect: portal A redirects the target to portal B,
 // where libiscsi logs in.
 func TestInteropLibiscsiRedirect(t *testing.T) {
+	checkLeaks(t)
 	b := startInteropPortal(t, LoginConfig{}, []TargetInfo{chapTarget(nil, nil)})
 	moved := chapTarget(nil, nil)
 	moved.Redirect = b.ln.Addr().String() + ",1"
@@ -269,6 +284,7 @@ func TestInteropLibiscsiNormalLogin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			checkLeaks(t)
 			p := startInteropPortal(t, LoginConfig{}, []TargetInfo{chapTarget(tt.chap, tt.mut)})
 			out := runTool(t, "iscsi-inq", "-i", interopInitiator, strings.Replace(tt.url, "%s", p.ln.Addr().String(), 1))
 			r := p.seen()
