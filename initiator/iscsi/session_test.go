@@ -560,3 +560,5 @@ func TestCDBBuilders(t *testing.T) {
 		t.Error("lba")
 	}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
