@@ -188,6 +188,24 @@ func (s *Store) Apply(ctx context.Context, c Command) (any, error) {
 	return res.Value, res.Err
 }
 
+// Barrier waits until every command committed before the call is applied
+// to the local FSM. A new leader calls it before acting on the catalog:
+// after a restart raft replays the log tail only once the leader has
+// committed an entry of its own term, so without it the FSM may be stale.
+func (s *Store) Barrier(ctx context.Context) error {
+	timeout := DefaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("raft barrier: %w", ErrNotLeader)
+		}
+		return fmt.Errorf("raft barrier: %w", err)
+	}
+	return nil
+}
+
 // View calls fn with the local state under a read lock.
 func (s *Store) View(fn func(*State)) { s.fsm.View(fn) }
 

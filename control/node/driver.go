@@ -22,6 +22,8 @@ var (
 	ErrNoSpace = errors.New("node: no space left in pool")
 	// ErrBusy: the volume has sessions and the operation needs it idle.
 	ErrBusy = errors.New("node: volume busy")
+	// ErrUnsupported: this node's storage cannot do that (yet).
+	ErrUnsupported = errors.New("node: not supported by this node's storage")
 )
 
 // SnapshotRef names a snapshot of a volume.

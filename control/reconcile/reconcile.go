@@ -28,6 +28,8 @@ type Catalog interface {
 	Apply(ctx context.Context, c catalog.Command) (any, error)
 	View(fn func(*catalog.State))
 	IsLeader() bool
+	// Barrier waits until the local FSM has applied everything committed.
+	Barrier(ctx context.Context) error
 }
 
 // NodeInfo is what the loop records about a node besides its stats.
@@ -51,7 +53,10 @@ type Config struct {
 	Members func() []NodeInfo
 	Self    NodeInfo
 	// Hints wakes the loop early (membership events); may be nil.
-	Hints    <-chan struct{}
+	Hints <-chan struct{}
+	// LeaderCh wakes the loop when leadership changes, so that a new
+	// leader reconciles at once instead of at the next tick; may be nil.
+	LeaderCh <-chan bool
 	Interval time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -81,6 +86,10 @@ type Reconciler struct {
 
 	ops   map[string]context.CancelFunc // running operations, by id
 	opsWG sync.WaitGroup
+
+	// caughtUp is true while this node is leader and has passed a raft
+	// barrier since it became leader; only the Run goroutine touches it.
+	caughtUp bool
 }
 
 // New returns a Reconciler; nothing runs until Run.
@@ -159,6 +168,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-t.C:
 		case <-r.kick:
 		case <-r.cfg.Hints:
+		case <-r.cfg.LeaderCh:
 		}
 	}
 }
@@ -168,7 +178,17 @@ func (r *Reconciler) pass(ctx context.Context) {
 	r.started++
 	r.mu.Unlock()
 	errs := map[Key]error{}
-	if r.cfg.Catalog.IsLeader() {
+	switch {
+	case !r.cfg.Catalog.IsLeader():
+		r.caughtUp = false
+	case !r.caughtUp:
+		if err := r.cfg.Catalog.Barrier(ctx); err != nil {
+			errs[Key("barrier")] = err
+			break
+		}
+		r.caughtUp = true
+		r.reconcile(ctx, errs)
+	default:
 		r.reconcile(ctx, errs)
 	}
 	var all []error

@@ -180,7 +180,13 @@ func TestReconcileLifecycle(t *testing.T) {
 
 	// Cascade delete removes the clone, the snapshot and the source.
 	h.apply(catalog.DeleteVolume{Name: "a", Cascade: true})
-	for i := 0; i < 3 && len(h.drv.volumes) > 0; i++ {
+	// Each pass removes one level of the tree (the clone, then its source).
+	records := func() int {
+		n := 0
+		h.store.View(func(s *catalog.State) { n = len(s.Volumes) + len(s.Snapshots) })
+		return n
+	}
+	for i := 0; i < 5 && records() > 0; i++ {
 		if err := h.sync(VolumeKey("a")); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,295 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vbs-storage/vbs/blockstore"
+	"github.com/vbs-storage/vbs/control/api"
+	"github.com/vbs-storage/vbs/control/catalog"
+	"github.com/vbs-storage/vbs/control/membership"
+	"github.com/vbs-storage/vbs/control/node/local"
+	"github.com/vbs-storage/vbs/control/reconcile"
+	"github.com/vbs-storage/vbs/target"
+)
+
+// HTTP paths besides the Connect services.
+const (
+	PathMetrics = "/metrics"
+	PathHealthz = "/healthz"
+	PathReadyz  = "/readyz"
+)
+
+// readHeaderTimeout bounds how long a client may take to send headers.
+const readHeaderTimeout = 10 * time.Second
+
+// Run starts a node and serves until ctx ends, then stops everything in
+// reverse order and waits for it. The iSCSI portal starts first and stops
+// last, so the data path keeps serving while the control plane is down or
+// has no quorum.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := os.MkdirAll(cfg.DataDir, dirMode); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	token, err := loadOrCreate(cfg.DataDir, TokenFile, newToken)
+	if err != nil {
+		return err
+	}
+	if cfg.NodeName == "" {
+		if cfg.NodeName, err = loadOrCreate(cfg.DataDir, nodeNameFile, defaultNodeName); err != nil {
+			return err
+		}
+	}
+	log = log.With("node", cfg.NodeName)
+
+	// Teardown, whatever failed: stop goroutines, then membership, the
+	// catalog, and last the node, so the portal outlives the control plane.
+	var (
+		wg  sync.WaitGroup
+		nd  *local.Node
+		st  *catalog.Store
+		mem *membership.Membership
+	)
+	runCtx, stop := context.WithCancel(ctx)
+	defer func() {
+		stop()
+		wg.Wait()
+		var errs []error
+		if mem != nil {
+			errs = append(errs, mem.Close())
+		}
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+		if nd != nil {
+			errs = append(errs, nd.Close())
+		}
+		if cerr := errors.Join(errs...); cerr != nil {
+			log.Error("shutdown", "err", cerr)
+			if err == nil {
+				err = cerr
+			}
+		}
+	}()
+
+	// 1. Data path: block store and iSCSI portal.
+	store, err := blockstore.Open(filepath.Join(cfg.DataDir, storeDir), blockstore.Options{
+		Logger: log.With("component", "blockstore"), CapacityBytes: cfg.PoolCapacity,
+	})
+	if err != nil {
+		return fmt.Errorf("open block store: %w", err)
+	}
+	nd = local.New(store, target.NewServer(target.Options{Logger: log.With("component", "target")}))
+	iscsiLn, err := net.Listen("tcp", cfg.ISCSIListen)
+	if err != nil {
+		return fmt.Errorf("iSCSI listen: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := nd.Serve(runCtx, iscsiLn); err != nil {
+			log.Error("iSCSI portal stopped", "err", err)
+		}
+	}()
+	portal := cfg.ISCSIAdvertise
+	if portal == "" {
+		portal = iscsiLn.Addr().String()
+	}
+
+	// 2. Catalog.
+	raftLn, err := reserve(cfg.RaftListen)
+	if err != nil {
+		return fmt.Errorf("raft listen: %w", err)
+	}
+	st, err = catalog.Open(catalog.Config{
+		NodeName: cfg.NodeName, DataDir: cfg.DataDir, BindAddr: raftLn, Bootstrap: len(cfg.Join) == 0,
+		ElectionTimeout: cfg.ElectionTimeout, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	// 3. Membership.
+	serfAddr, err := reserve(cfg.SerfListen)
+	if err != nil {
+		return fmt.Errorf("serf listen: %w", err)
+	}
+	apiLn, err := net.Listen("tcp", cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("API listen: %w", err)
+	}
+	defer apiLn.Close()
+	mem, err = membership.Start(membership.Config{
+		NodeName: cfg.NodeName, BindAddr: serfAddr, Logger: log,
+		Tags: map[string]string{membership.TagAPI: apiLn.Addr().String(), membership.TagISCSI: portal, membership.TagRaft: raftLn},
+	})
+	if err != nil {
+		return err
+	}
+	if len(cfg.Join) > 0 {
+		if _, err := mem.Join(cfg.Join); err != nil {
+			return err
+		}
+	}
+
+	// 4. Reconcile loop (acts only while leader).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newCollector(st, mem, nd))
+	rm := newReconcileMetrics(reg)
+	rec := reconcile.New(reconcile.Config{
+		NodeName: cfg.NodeName, Driver: nd, Catalog: st, Hints: mem.Hints(), LeaderCh: st.LeaderCh(),
+		Interval: cfg.ReconcileInterval, Logger: log, OnPass: rm.onPass,
+		Self:    reconcile.NodeInfo{Name: cfg.NodeName, State: catalog.NodeAlive, APIAddress: apiLn.Addr().String(), ISCSIAddress: portal, RaftAddress: raftLn},
+		Members: func() []reconcile.NodeInfo { return nodeInfos(mem.Members()) },
+	})
+	wg.Add(2)
+	go func() { defer wg.Done(); rec.Run(runCtx) }()
+	go func() { defer wg.Done(); addVoters(runCtx, st, mem, log) }()
+
+	// 5. API.
+	a := api.New(api.Config{
+		Catalog: st, Syncer: rec, NodeName: cfg.NodeName, Portal: portal, BaseIQN: cfg.BaseIQN,
+		Auth: api.NewAuth(token, ""),
+	})
+	mux := http.NewServeMux()
+	a.Register(mux, connect.WithInterceptors(newAPIMetrics(reg)))
+	mux.Handle(PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc(PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc(PathReadyz, func(w http.ResponseWriter, _ *http.Request) {
+		if h := st.Health(); !h.HasLeader {
+			http.Error(w, "catalog has no raft leader", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs.Protocols = new(http.Protocols)
+	hs.Protocols.SetHTTP1(true)
+	hs.Protocols.SetHTTP2(true)
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS key pair: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	} else {
+		hs.Protocols.SetUnencryptedHTTP2(true) // h2c: gRPC without TLS
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		if hs.TLSConfig != nil {
+			serveErr <- hs.ServeTLS(apiLn, "", "")
+		} else {
+			serveErr <- hs.Serve(apiLn)
+		}
+	}()
+	log.Info("vbs server started", "data_dir", cfg.DataDir, "api", apiLn.Addr().String(), "iscsi", portal,
+		"raft", raftLn, "serf", serfAddr, "tls", hs.TLSConfig != nil)
+	if cfg.Ready != nil {
+		cfg.Ready(Addrs{API: apiLn.Addr().String(), ISCSI: iscsiLn.Addr().String(), Raft: raftLn, Serf: serfAddr})
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("API server: %w", err)
+	}
+	log.Info("vbs server stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("stop API server: %w", err)
+	}
+	<-serveErr
+	return nil
+}
+
+// reserve resolves a listen address with port 0 to a concrete free port,
+// for libraries (raft, serf) that need to know their port up front.
+func reserve(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func nodeInfos(ms []membership.Member) []reconcile.NodeInfo {
+	out := make([]reconcile.NodeInfo, 0, len(ms))
+	for _, m := range ms {
+		st := catalog.NodeAlive
+		switch m.Status {
+		case membership.StatusFailed:
+			st = catalog.NodeFailed
+		case membership.StatusLeft, membership.StatusLeaving:
+			st = catalog.NodeLeft
+		case membership.StatusUnknown:
+			st = catalog.NodeSuspect
+		}
+		out = append(out, reconcile.NodeInfo{Name: m.Name, State: st, APIAddress: m.Tags[membership.TagAPI],
+			ISCSIAddress: m.Tags[membership.TagISCSI], RaftAddress: m.Tags[membership.TagRaft]})
+	}
+	return out
+}
+
+// voterCheckInterval is how often the leader looks for members that are
+// not raft voters yet (membership hints also trigger a look).
+const voterCheckInterval = 5 * time.Second
+
+// addVoters makes every alive Serf member a raft voter, while leader.
+// Membership says who is there; raft decides who votes.
+func addVoters(ctx context.Context, st *catalog.Store, mem *membership.Membership, log *slog.Logger) {
+	t := time.NewTicker(voterCheckInterval)
+	defer t.Stop()
+	added := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !st.IsLeader() {
+			continue
+		}
+		for _, m := range mem.Members() {
+			raftAddr := m.Tags[membership.TagRaft]
+			if m.Status != membership.StatusAlive || raftAddr == "" || added[m.Name] {
+				continue
+			}
+			if err := st.AddVoter(ctx, m.Name, raftAddr); err != nil {
+				log.Warn("add raft voter", "member", m.Name, "err", err)
+				continue
+			}
+			added[m.Name] = true
+		}
+	}
+}
