@@ -438,3 +438,18 @@ func (l *logicalUnit) itLocked(n Nexus) *itState {
 	}
 	return st
 }
+
+// TaskAbortedStatus reports the TAS bit of LU lun's control mode page: when
+// true, commands of other nexuses that a task management function aborts
+// must end with TASK ABORTED status instead of vanishing silently (SAM-5
+// 5.6). The transport, which owns the task set, asks this when it applies
+// ABORT TASK SET, CLEAR TASK SET or a reset issued through another nexus.
+func (t *Target) TaskAbortedStatus(lun uint64) bool {
+	l := t.lu(lun)
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mode.tas
+}
