@@ -84,6 +84,7 @@ func newVolumeCreateCmd() *cobra.Command {
 		size, from, requestID string
 		labels                []string
 		wait                  bool
+		blockSize             uint32
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME --size SIZE [--from-snapshot VOLUME@SNAPSHOT]",
@@ -94,7 +95,7 @@ func newVolumeCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := &vbsv1.CreateVolumeRequest{Name: a[0], SourceSnapshot: from, RequestId: requestID}
+			req := &vbsv1.CreateVolumeRequest{Name: a[0], SourceSnapshot: from, RequestId: requestID, BlockSize: blockSize}
 			if from == "" || size != "" {
 				if req.SizeBytes, err = parseSizeFlag(size); err != nil {
 					return err
@@ -122,6 +123,7 @@ func newVolumeCreateCmd() *cobra.Command {
 	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE (repeatable)")
 	f.StringVar(&requestID, "request-id", "", "idempotency key: retrying with it returns the same volume")
 	f.BoolVar(&wait, "wait", true, "wait until the volume is available")
+	f.Uint32Var(&blockSize, "block-size", 0, "logical block size, 512 or 4096 (default 4096)")
 	return cmd
 }
 

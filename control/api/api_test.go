@@ -462,6 +462,10 @@ func TestBadInput(t *testing.T) {
 			_, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "x"}))
 			return err
 		}, connect.CodeInvalidArgument, "size_bytes"},
+		{"create bad block size", func() error {
+			_, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "x", SizeBytes: gib, BlockSize: 1024}))
+			return err
+		}, connect.CodeInvalidArgument, "block_size"},
 		{"create bad label", func() error {
 			_, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "x", SizeBytes: gib, Labels: map[string]string{"a b": "c"}}))
 			return err

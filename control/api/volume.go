@@ -24,8 +24,12 @@ func (s volumeService) CreateVolume(ctx context.Context, req *connect.Request[vb
 	if err := domain.ValidateRequestID("request_id", m.RequestId); err != nil {
 		return nil, invalid(err)
 	}
+	bs, err := domain.ValidateBlockSize("block_size", m.BlockSize)
+	if err != nil {
+		return nil, invalid(err)
+	}
 	cmd := catalog.CreateVolume{
-		Name: m.Name, SizeBytes: m.SizeBytes, BlockSize: domain.BlockSize, Labels: m.Labels,
+		Name: m.Name, SizeBytes: m.SizeBytes, BlockSize: bs, Labels: m.Labels,
 		RequestID: m.RequestId, Node: s.a.cfg.NodeName, Time: s.a.cfg.Now(),
 	}
 	if m.SourceSnapshot != "" {
@@ -34,16 +38,27 @@ func (s volumeService) CreateVolume(ctx context.Context, req *connect.Request[vb
 			return nil, invalid(err)
 		}
 		cmd.Source = &catalog.SnapshotRef{Volume: vol, Snapshot: snap}
-		if cmd.SizeBytes == 0 {
-			var found bool
-			s.a.view(func(st *catalog.State) {
-				if sn, ok := st.Snapshots[vol+"@"+snap]; ok {
-					cmd.SizeBytes, found = sn.SizeBytes, true
-				}
-			})
-			if !found {
-				return nil, notFound("source snapshot %s@%s not found", vol, snap)
+		var (
+			srcSize  uint64
+			srcBlock uint32
+			found    bool
+		)
+		s.a.view(func(st *catalog.State) {
+			sn, ok := st.Snapshots[vol+"@"+snap]
+			src, vok := st.Volumes[vol]
+			if ok && vok {
+				srcSize, srcBlock, found = sn.SizeBytes, src.BlockSize, true
 			}
+		})
+		if !found {
+			return nil, notFound("source snapshot %s@%s not found", vol, snap)
+		}
+		if m.BlockSize != 0 && m.BlockSize != srcBlock {
+			return nil, invalid(&domain.FieldError{Field: "block_size", Reason: "must match the source volume's block size"})
+		}
+		cmd.BlockSize = srcBlock
+		if cmd.SizeBytes == 0 {
+			cmd.SizeBytes = srcSize
 		}
 	}
 	if err := domain.ValidateSize("size_bytes", cmd.SizeBytes); err != nil {

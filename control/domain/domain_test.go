@@ -129,3 +129,16 @@ func TestSnapshotRefAndTokens(t *testing.T) {
 		t.Fatalf("ISCSIURL = %q", got)
 	}
 }
+
+func TestValidateBlockSize(t *testing.T) {
+	for in, want := range map[uint32]uint32{0: 4096, 512: 512, 4096: 4096} {
+		if got, err := ValidateBlockSize("block_size", in); err != nil || got != want {
+			t.Errorf("ValidateBlockSize(%d) = %d, %v", in, got, err)
+		}
+	}
+	for _, in := range []uint32{1, 1024, 8192} {
+		if _, err := ValidateBlockSize("block_size", in); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ValidateBlockSize(%d) = %v", in, err)
+		}
+	}
+}

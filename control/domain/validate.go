@@ -15,6 +15,7 @@ import (
 const (
 	MaxNameLen       = 63
 	BlockSize        = 4096 // volume sizes are multiples of this
+	BlockSize512     = 512  // the other logical block size a volume may have
 	MinVolumeSize    = 1 << 20
 	MaxVolumeSize    = 64 << 40
 	MaxIQNLen        = 223 // RFC 7143 section 4.2.7.1
@@ -86,6 +87,18 @@ func ValidateSize(field string, n uint64) error {
 		return fieldErr(field, "is %d bytes, not a multiple of %d", n, BlockSize)
 	}
 	return nil
+}
+
+// ValidateBlockSize returns the logical block size to use: 512 or 4096,
+// with 0 meaning 4096.
+func ValidateBlockSize(field string, n uint32) (uint32, error) {
+	switch n {
+	case 0:
+		return BlockSize, nil
+	case BlockSize512, BlockSize:
+		return n, nil
+	}
+	return 0, fieldErr(field, "is %d; use 512 or 4096", n)
 }
 
 // ValidateIQN checks an iSCSI name (RFC 7143 section 4.2.7): the iqn.,
