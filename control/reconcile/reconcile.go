@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vbs-storage/vbs/control/catalog"
@@ -87,10 +88,14 @@ type Reconciler struct {
 	ops   map[string]context.CancelFunc // running operations, by id
 	opsWG sync.WaitGroup
 
-	// caughtUp is true while this node is leader and has passed a raft
-	// barrier since it became leader; only the Run goroutine touches it.
-	caughtUp bool
+	// caughtUp is true while this node is leader and has finished a pass
+	// after a raft barrier since it became leader.
+	caughtUp atomic.Bool
 }
+
+// CaughtUp reports whether this node, as leader, has completed a full
+// pass since it became leader (false on followers).
+func (r *Reconciler) CaughtUp() bool { return r.caughtUp.Load() }
 
 // New returns a Reconciler; nothing runs until Run.
 func New(cfg Config) *Reconciler {
@@ -180,14 +185,14 @@ func (r *Reconciler) pass(ctx context.Context) {
 	errs := map[Key]error{}
 	switch {
 	case !r.cfg.Catalog.IsLeader():
-		r.caughtUp = false
-	case !r.caughtUp:
+		r.caughtUp.Store(false)
+	case !r.caughtUp.Load():
 		if err := r.cfg.Catalog.Barrier(ctx); err != nil {
 			errs[Key("barrier")] = err
 			break
 		}
-		r.caughtUp = true
 		r.reconcile(ctx, errs)
+		r.caughtUp.Store(true)
 	default:
 		r.reconcile(ctx, errs)
 	}

@@ -182,6 +182,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 			http.Error(w, "catalog has no raft leader", http.StatusServiceUnavailable)
 			return
 		}
+		if st.IsLeader() && !rec.CaughtUp() {
+			http.Error(w, "leader has not reconciled the node yet", http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
