@@ -71,9 +71,18 @@ type fixtureHolder struct {
 
 var tgt fixtureHolder
 
+// vbsHolder holds the `vbs target` fixture, also owned by TestMain.
+type vbsHolder struct {
+	once sync.Once
+	f    vbsFixture
+}
+
+var vbs vbsHolder
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	tgt.f.stop()
+	vbs.f.stop()
 	os.Exit(code)
 }
 

@@ -43,37 +43,41 @@ func dialT(t testing.TB, cfg Config) *Session {
 	return s
 }
 
-func TestTgtdDiscovery(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
-	got, err := Discover(testCtx(t), Config{Addr: f.addr(), InitiatorName: iqnInitiator})
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string][]string{}
-	for _, d := range got {
-		names[d.Name] = d.Addresses
-	}
-	for _, want := range []string{iqnOpen, iqnChap, iqnMutual} {
-		addrs, ok := names[want]
-		if !ok {
-			t.Errorf("discovery lacks %s: %+v", want, got)
-			continue
+func TestDiscovery(t *testing.T) {
+	eachTarget(t, func(t *testing.T, e *targetEnv) {
+		got, err := Discover(testCtx(t), Config{Addr: e.discovery, InitiatorName: iqnInitiator})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(addrs) == 0 || !strings.HasPrefix(addrs[0], f.addr()) {
-			t.Errorf("%s addresses %v, want %s,<tpgt>", want, addrs, f.addr())
+		names := map[string][]string{}
+		for _, d := range got {
+			names[d.Name] = d.Addresses
 		}
-		if host := (&RedirectError{Addr: addrs[0]}).Host(); host != f.addr() {
-			t.Errorf("portal host %q, want %q", host, f.addr())
+		for _, want := range e.discoverable {
+			addrs, ok := names[want.iqn]
+			if !ok {
+				t.Errorf("discovery lacks %s: %+v", want.iqn, got)
+				continue
+			}
+			if len(addrs) == 0 || !strings.HasPrefix(addrs[0], want.addr) {
+				t.Errorf("%s addresses %v, want %s,<tpgt>", want.iqn, addrs, want.addr)
+				continue
+			}
+			if host := (&RedirectError{Addr: addrs[0]}).Host(); host != want.addr {
+				t.Errorf("portal host %q, want %q", host, want.addr)
+			}
 		}
-	}
+	})
 }
 
-func TestTgtdBasicCommands(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
+func TestBasicCommands(t *testing.T) {
+	eachTarget(t, testBasicCommands)
+}
+
+func testBasicCommands(t *testing.T, e *targetEnv) {
+	lunFile := e.fileLUN
 	ctx := testCtx(t)
-	s := dialT(t, openConfig(f))
+	s := dialT(t, e.config(e.open))
 	p := s.Params()
 	if p.TSIH == 0 || p.MaxXmitDataSegmentLength < minDataSegmentLength || p.ErrorRecoveryLevel != 0 {
 		t.Errorf("implausible params %+v", p)
@@ -90,15 +94,15 @@ func TestTgtdBasicCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(luns) != "[0 1 2]" {
-		t.Errorf("REPORT LUNS = %v, want [0 1 2]", luns)
+	if fmt.Sprint(luns) != fmt.Sprint(e.luns) {
+		t.Errorf("REPORT LUNS = %v, want %v", luns, e.luns)
 	}
 	c, err := s.ReadCapacity16(ctx, lunFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.BlockSize != blockSize || c.Blocks != fileLUNSize/blockSize {
-		t.Errorf("capacity %+v, want %d blocks of %d", c, fileLUNSize/blockSize, blockSize)
+	if c.BlockSize != blockSize || c.Blocks != e.fileBlocks {
+		t.Errorf("capacity %+v, want %d blocks of %d", c, e.fileBlocks, blockSize)
 	}
 	if err := s.NOP(ctx); err != nil {
 		t.Fatalf("nop: %v", err)
@@ -121,11 +125,14 @@ func TestTgtdBasicCommands(t *testing.T) {
 	}
 }
 
-func TestTgtdUnmap(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
+func TestUnmap(t *testing.T) {
+	eachTarget(t, testUnmap)
+}
+
+func testUnmap(t *testing.T, e *targetEnv) {
+	lunFile := e.fileLUN
 	ctx := testCtx(t)
-	s := dialT(t, openConfig(f))
+	s := dialT(t, e.config(e.open))
 	clearUA(ctx, t, s, lunFile)
 	c, err := s.ReadCapacity16(ctx, lunFile)
 	if err != nil {
@@ -151,11 +158,14 @@ func TestTgtdUnmap(t *testing.T) {
 	}
 }
 
-func TestTgtdCHAP(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
+func TestCHAP(t *testing.T) {
+	eachTarget(t, testCHAP)
+}
+
+func testCHAP(t *testing.T, e *targetEnv) {
+	lunFile := e.fileLUN
 	ctx := testCtx(t)
-	base := Config{Addr: f.addr(), InitiatorName: iqnInitiator, TargetName: iqnChap}
+	base := e.config(e.chap)
 
 	good := base
 	good.CHAP = &Credentials{User: chapUser, Secret: chapSecret}
@@ -188,13 +198,16 @@ func TestTgtdCHAP(t *testing.T) {
 	}
 }
 
-func TestTgtdMutualCHAP(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
+func TestMutualCHAP(t *testing.T) {
+	eachTarget(t, testMutualCHAP)
+}
+
+func testMutualCHAP(t *testing.T, e *targetEnv) {
+	lunFile := e.fileLUN
 	ctx := testCtx(t)
-	cfg := Config{Addr: f.addr(), InitiatorName: iqnInitiator, TargetName: iqnMutual,
-		CHAP:       &Credentials{User: mutualUser, Secret: mutualSecret},
-		MutualCHAP: &Credentials{User: targetUser, Secret: targetSecret}}
+	cfg := e.config(e.mutual)
+	cfg.CHAP = &Credentials{User: mutualUser, Secret: mutualSecret}
+	cfg.MutualCHAP = &Credentials{User: targetUser, Secret: targetSecret}
 	s := dialT(t, cfg)
 	clearUA(ctx, t, s, lunFile)
 	if err := s.Logout(ctx); err != nil {
@@ -213,26 +226,25 @@ func TestTgtdMutualCHAP(t *testing.T) {
 	}
 }
 
-func TestTgtdTargetNotFound(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
-	cfg := openConfig(f)
-	cfg.TargetName = "iqn.2026-11.io.vbs.test:nope"
-	_, err := Dial(testCtx(t), cfg)
-	var le *LoginError
-	if !errors.As(err, &le) || le.Class != LoginClassInitiatorErr || le.Detail != LoginDetailNotFound {
-		t.Fatalf("got %v, want class 2 detail 3", err)
-	}
+func TestTargetNotFound(t *testing.T) {
+	eachTarget(t, func(t *testing.T, e *targetEnv) {
+		cfg := e.config(e.open)
+		cfg.TargetName = "iqn.2026-11.io.vbs.test:nope"
+		_, err := Dial(testCtx(t), cfg)
+		var le *LoginError
+		if !errors.As(err, &le) || le.Class != LoginClassInitiatorErr || le.Detail != LoginDetailNotFound {
+			t.Fatalf("got %v, want class 2 detail 3", err)
+		}
+	})
 }
 
 // ioConfigs are the session shapes the I/O tests run with: they select
 // immediate data, unsolicited Data-Out, R2T-only writes and digests.
-func ioConfigs(f *tgtdFixture) map[string]Config {
-	base := openConfig(f)
+func ioConfigs(e *targetEnv) map[string]Config {
+	base := e.config(e.open)
 	noImm := base
 	noImm.DisableImmediateData = true
-	digests := base
-	digests.TargetName = iqnDigest
+	digests := e.config(e.digest)
 	digests.HeaderDigest, digests.DataDigest = true, true
 	smallBurst := base
 	smallBurst.MaxBurstLength, smallBurst.FirstBurstLength = 16384, 8192
@@ -244,10 +256,13 @@ func ioConfigs(f *tgtdFixture) map[string]Config {
 // writes longer than FirstBurstLength and MaxBurstLength, so that the
 // immediate, unsolicited and R2T paths and Data-In reassembly all run
 // with many commands in flight.
-func TestTgtdConcurrentIO(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
-	for name, cfg := range ioConfigs(f) {
+func TestConcurrentIO(t *testing.T) {
+	eachTarget(t, testConcurrentIO)
+}
+
+func testConcurrentIO(t *testing.T, e *targetEnv) {
+	lunFile := e.fileLUN
+	for name, cfg := range ioConfigs(e) {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
 			s := dialT(t, cfg)
@@ -308,11 +323,14 @@ func TestTgtdConcurrentIO(t *testing.T) {
 // TestTgtdAbortTask leaves a write waiting for its R2T data, aborts it
 // with ABORT TASK and checks the command ends with ErrTaskAborted while
 // the session stays usable.
-func TestTgtdAbortTask(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
+func TestAbortTask(t *testing.T) {
+	eachTarget(t, testAbortTask)
+}
+
+func testAbortTask(t *testing.T, e *targetEnv) {
+	lunFile := e.fileLUN
 	ctx := testCtx(t)
-	cfg := openConfig(f)
+	cfg := e.config(e.open)
 	cfg.DisableImmediateData = true
 	s := dialT(t, cfg)
 	clearUA(ctx, t, s, lunFile)
@@ -333,6 +351,7 @@ func TestTgtdAbortTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := cmd.Wait(ctx)
+	t.Logf("ABORT TASK of a write waiting for data: %v", resp)
 	switch resp {
 	case TMFFunctionComplete:
 		if !errors.Is(err, ErrTaskAborted) {
@@ -368,11 +387,14 @@ func TestTgtdAbortTask(t *testing.T) {
 
 // TestTgtdCancel cancels a command's context while the target waits for
 // its data: Execute returns at once and the session stays usable.
-func TestTgtdCancel(t *testing.T) {
-	f := needTgtd(t)
-	leakCheck(t)
+func TestCancel(t *testing.T) {
+	eachTarget(t, testCancel)
+}
+
+func testCancel(t *testing.T, e *targetEnv) {
+	lunFile := e.fileLUN
 	ctx := testCtx(t)
-	cfg := openConfig(f)
+	cfg := e.config(e.open)
 	cfg.DisableImmediateData = true
 	s := dialT(t, cfg)
 	clearUA(ctx, t, s, lunFile)
