@@ -43,7 +43,7 @@ func (c metaConfig) String() string {
 }
 
 // TestMetamorphic runs one random sequence of writes, unmaps, snapshots,
-// clones, reverts, deletes and reopens against several store
+// clones, reverts, deletes, segment cleaning and reopens against several store
 // configurations and checks every one against the model.
 func TestMetamorphic(t *testing.T) {
 	n := seedCount(t, 30)
@@ -124,6 +124,10 @@ func runMetamorphic(t *testing.T, seed uint64, cfg metaConfig) {
 		case x < 86:
 			if len(mv.order) > 0 {
 				r.diff(vol, mv.order[rng.IntN(len(mv.order))])
+			}
+		case x < 90:
+			if _, err := r.s.CollectGarbage(r.ctx, 1+rng.IntN(4), []float64{0.5, 1}[rng.IntN(2)], 0); err != nil {
+				t.Fatalf("gc: %v", err)
 			}
 		default:
 			r.checkRandom(rng, vol)

@@ -104,6 +104,14 @@ type Store struct {
 
 	segMu sync.RWMutex
 	segs  map[uint64]vfs.File
+	// gcMu is held shared from a read's lookup until its data is read, and
+	// exclusively while the cleaner removes a segment, so a read never
+	// resolves to a segment that disappears under it.
+	gcMu sync.RWMutex
+	// activeSeg and activeEnd publish the writer's position for scrub and
+	// the cleaner (which never touch the active segment past it).
+	activeSeg atomic.Uint64
+	activeEnd atomic.Uint64
 
 	catMu   sync.Mutex
 	vols    map[uint64]*volState
@@ -121,6 +129,8 @@ type Store struct {
 
 type counters struct {
 	logBytes    atomic.Int64
+	gcBytes     atomic.Uint64
+	gcSegments  atomic.Uint64
 	corruptions atomic.Uint64
 	writes      atomic.Uint64
 	batches     atomic.Uint64
@@ -492,6 +502,9 @@ func (rp *replayer) apply(h record.Header, seg, dataOff uint64, data []byte) err
 	rp.records++
 	w := rp.w
 	w.seq = max(w.seq, h.Seq)
+	if h.Type == record.TypeRelocate {
+		return nil // see record.TypeRelocate
+	}
 	v := rp.s.vols[h.Volume]
 	if v == nil {
 		return nil // the volume was deleted after this record

@@ -594,6 +594,8 @@ const readChunk = 64
 // readChunk blocks happen under one read lock of the overlay, so an atomic
 // write of up to readChunk blocks is seen whole or not at all.
 func (s *Store) readBlocks(v *volState, p []byte, lba, q uint64) error {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	bs := uint64(v.blockSize)
 	n := uint64(len(p)) / bs
 	var locs [readChunk]index.Location
@@ -674,6 +676,12 @@ type Stats struct {
 	Syncs         uint64
 	BytesWritten  uint64
 	DirtyBlocks   int
+	// GCBytes is what segment cleaning rewrote and GCSegments how many
+	// segments it deleted; WriteAmplification is (BytesWritten + GCBytes) /
+	// BytesWritten.
+	GCBytes            uint64
+	GCSegments         uint64
+	WriteAmplification float64
 }
 
 // Stats returns pool-level accounting and counters.
@@ -686,6 +694,11 @@ func (s *Store) Stats() Stats {
 		Batches:        s.stats.batches.Load(),
 		Syncs:          s.stats.syncs.Load(),
 		BytesWritten:   s.stats.bytesIn.Load(),
+		GCBytes:        s.stats.gcBytes.Load(),
+		GCSegments:     s.stats.gcSegments.Load(),
+	}
+	if st.BytesWritten > 0 {
+		st.WriteAmplification = float64(st.BytesWritten+st.GCBytes) / float64(st.BytesWritten)
 	}
 	s.catMu.Lock()
 	for _, v := range s.vols {

@@ -20,6 +20,7 @@ const (
 	opFlush
 	opCompareWrite
 	opFunc
+	opRelocate
 )
 
 // request is one unit of work for the writer. Requests are pooled; the
@@ -34,6 +35,7 @@ type request struct {
 	fua     bool
 	atomic  bool
 	fn      func(w *writer) error
+	reloc   []relocItem
 	err     error
 	done    chan error
 }
@@ -205,6 +207,9 @@ func (w *writer) add(i int, r *request) {
 	case opFunc:
 		w.flushPending(i)
 		r.err = r.fn(w)
+	case opRelocate:
+		w.flushPending(i)
+		r.err = w.relocate(i, r.reloc)
 	case opCompareWrite:
 		w.flushPending(i)
 		cur := make([]byte, len(r.compare))
@@ -341,6 +346,7 @@ func (w *writer) flushPending(upto int) {
 		return
 	}
 	w.activeOff += uint64(len(w.buf))
+	w.s.activeEnd.Store(w.activeOff)
 	w.s.stats.logBytes.Add(int64(len(w.buf)))
 	if err := w.applyPend(); err != nil {
 		w.fail(err)
@@ -547,5 +553,7 @@ func (w *writer) roll() error {
 	w.s.segMu.Unlock()
 	w.s.stats.logBytes.Add(record.SegmentHeaderSize)
 	w.active, w.activeID, w.activeOff, w.broken = f, id, record.SegmentHeaderSize, false
+	w.s.activeSeg.Store(id)
+	w.s.activeEnd.Store(w.activeOff)
 	return nil
 }

@@ -313,6 +313,33 @@ func decodeVersion(k, val []byte) (Version, error) {
 	}, nil
 }
 
+// VersionsOf calls fn for every preserved version of (vol, lba), oldest
+// first, until fn returns false.
+func (x *Index) VersionsOf(vol, lba uint64, fn func(Version) bool) error {
+	var lo, hi [preservedKeySize]byte
+	it, err := x.db.NewIter(&pebble.IterOptions{
+		LowerBound: preservedKey(&lo, vol, lba, 0),
+		UpperBound: preservedKey(&hi, vol, lba+1, 0),
+	})
+	if err != nil {
+		return fmt.Errorf("index versions of vol %d lba %d: %w", vol, lba, err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := decodeVersion(it.Key(), it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("index versions of vol %d lba %d: %w", vol, lba, err)
+		}
+		if !fn(v) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("index versions of vol %d lba %d: %w", vol, lba, err)
+	}
+	return nil
+}
+
 // ScanVersions calls fn for every preserved version of vol, in (LBA, seq)
 // order, until fn returns false.
 func (x *Index) ScanVersions(vol uint64, fn func(Version) bool) error {

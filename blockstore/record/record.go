@@ -50,6 +50,10 @@ const (
 	// TypeTrim deallocates LBA..LBA+Blocks-1 (unmap or write zeroes); it
 	// carries no data.
 	TypeTrim Type = 2
+	// TypeRelocate carries one block that segment cleaning moved. Replay
+	// skips it: the cleaner commits the new location to the index itself,
+	// durably, before it deletes the old copy.
+	TypeRelocate Type = 3
 )
 
 // Flag bits of Header.Flags.
@@ -162,7 +166,7 @@ func DecodeHeader(b []byte) (Header, error) {
 		return h, fmt.Errorf("%w: reserved bytes set", ErrMalformed)
 	}
 	switch h.Type {
-	case TypeWrite:
+	case TypeWrite, TypeRelocate:
 		if h.Blocks == 0 || h.DataLen == 0 || h.DataLen > MaxDataLen || h.DataLen%h.Blocks != 0 {
 			return h, fmt.Errorf("%w: write of %d blocks with %d bytes", ErrMalformed, h.Blocks, h.DataLen)
 		}

@@ -1,0 +1,326 @@
+package blockstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vbs-storage/vbs/blockstore/index"
+	"github.com/vbs-storage/vbs/blockstore/record"
+)
+
+// relocItem is one block the cleaner wants moved out of an old segment.
+type relocItem struct {
+	vol  uint64
+	lba  uint64
+	seq  uint64
+	old  index.Location
+	data []byte
+}
+
+// GCStats reports one cleaning pass and the store's totals.
+type GCStats struct {
+	SegmentsCleaned int
+	BytesRelocated  uint64
+	BytesFreed      int64
+	// WriteAmplification is (bytes written by users + bytes relocated by
+	// the cleaner) / bytes written by users, since Open.
+	WriteAmplification float64
+}
+
+// segUsage is what the cleaner knows about one sealed segment.
+type segUsage struct {
+	id    uint64
+	size  int64
+	live  int64
+	score float64
+}
+
+// CollectGarbage cleans up to maxSegments sealed segments chosen by the
+// cost-benefit policy (LFS): score = (1-u)*age/(1+u), u the fraction of the
+// segment still referenced, age how many segments were sealed after it.
+// Live blocks are rewritten through the writer, behind foreground writes,
+// at most rateBytes per second (0: unthrottled); then the segment is
+// deleted. A segment whose utilisation is above maxUtil is left alone.
+func (s *Store) CollectGarbage(ctx context.Context, maxSegments int, maxUtil float64, rateBytes int64) (GCStats, error) {
+	var st GCStats
+	usage, err := s.segmentUsage()
+	if err != nil {
+		return st, fmt.Errorf("gc: %w", err)
+	}
+	active := s.activeSeg.Load()
+	var cands []segUsage
+	for _, u := range usage {
+		if u.id >= active || u.size <= record.SegmentHeaderSize {
+			continue
+		}
+		util := float64(u.live) / float64(u.size-record.SegmentHeaderSize)
+		if util > maxUtil {
+			continue
+		}
+		u.score = (1 - util) * float64(active-u.id) / (1 + util)
+		cands = append(cands, u)
+	}
+	slices.SortFunc(cands, func(a, b segUsage) int { return cmp.Compare(b.score, a.score) })
+	if len(cands) > maxSegments {
+		cands = cands[:maxSegments]
+	}
+	start := s.opts.Clock.Now()
+	for _, c := range cands {
+		moved, err := s.cleanSegment(ctx, c.id, rateBytes, start, &st)
+		if err != nil {
+			return st, fmt.Errorf("gc: segment %d: %w", c.id, err)
+		}
+		st.BytesRelocated += moved
+		st.SegmentsCleaned++
+		st.BytesFreed += c.size
+	}
+	user := s.stats.bytesIn.Load()
+	if user > 0 {
+		st.WriteAmplification = float64(user+s.stats.gcBytes.Load()) / float64(user)
+	}
+	return st, nil
+}
+
+// segmentUsage counts, per segment, the bytes the index still refers to
+// (live mappings and preserved versions of every volume).
+func (s *Store) segmentUsage() (map[uint64]segUsage, error) {
+	usage := make(map[uint64]segUsage)
+	s.segMu.RLock()
+	for id, f := range s.segs {
+		fi, err := f.Stat()
+		if err != nil {
+			s.segMu.RUnlock()
+			return nil, fmt.Errorf("stat segment %d: %w", id, err)
+		}
+		usage[id] = segUsage{id: id, size: fi.Size()}
+	}
+	s.segMu.RUnlock()
+	s.catMu.Lock()
+	vols := make([]*volState, 0, len(s.vols))
+	for _, v := range s.vols {
+		vols = append(vols, v)
+	}
+	s.catMu.Unlock()
+	add := func(loc index.Location, bs uint32) {
+		if u, ok := usage[loc.Seg]; ok && loc.Seg != 0 {
+			u.live += int64(bs)
+			usage[loc.Seg] = u
+		}
+	}
+	for _, v := range vols {
+		err := s.idx.Scan(v.id, 0, liveView, func(m index.Mapping) bool { add(m.Loc, v.blockSize); return true })
+		if err != nil {
+			return nil, err
+		}
+		err = s.idx.ScanVersions(v.id, func(ver index.Version) bool { add(ver.Loc, v.blockSize); return true })
+		if err != nil {
+			return nil, err
+		}
+	}
+	return usage, nil
+}
+
+// cleanSegment moves the still-referenced blocks of segment id and deletes
+// it. It returns the bytes relocated.
+func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, start time.Time, st *GCStats) (uint64, error) {
+	f := s.segFile(id)
+	if f == nil {
+		return 0, nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat: %w", err)
+	}
+	size := uint64(fi.Size())
+	var moved uint64
+	var batch []relocItem
+	var batchBytes int
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		r := getRequest()
+		r.kind, r.reloc = opRelocate, batch
+		err := s.submit(r)
+		putRequest(r)
+		batch, batchBytes = nil, 0
+		return err
+	}
+	off := uint64(record.SegmentHeaderSize)
+	var hdr [record.HeaderSize]byte
+	for off+record.HeaderSize <= size {
+		if err := ctx.Err(); err != nil {
+			return moved, err
+		}
+		if _, err := f.ReadAt(hdr[:], int64(off)); err != nil {
+			break
+		}
+		h, err := record.DecodeHeader(hdr[:])
+		if err != nil {
+			break // the end of the valid log in this segment
+		}
+		end := off + record.HeaderSize + uint64(h.DataLen)
+		if end > size {
+			break
+		}
+		if h.Type == record.TypeTrim {
+			off = end
+			continue
+		}
+		data := make([]byte, h.DataLen)
+		if _, err := f.ReadAt(data, int64(off+record.HeaderSize)); err != nil {
+			return moved, fmt.Errorf("read record at %d: %w", off, err)
+		}
+		if err := record.Verify(hdr[:], data); err != nil {
+			// Never turn a bad record into data: count it; any block it
+			// still backs keeps failing its reads with ErrCorrupt, so the
+			// segment must stay.
+			s.stats.corruptions.Add(1)
+			return moved, &CorruptionError{Seg: id, Off: off}
+		}
+		bs := uint64(h.DataLen / h.Blocks)
+		for k := uint64(0); k < uint64(h.Blocks); k++ {
+			blk := data[k*bs : (k+1)*bs]
+			batch = append(batch, relocItem{
+				vol: h.Volume, lba: h.LBA + k, seq: h.Seq,
+				old:  index.Location{Seg: id, Off: off + record.HeaderSize + k*bs, CRC: record.Checksum(blk), Seq: h.Seq},
+				data: blk,
+			})
+			batchBytes += int(bs)
+		}
+		off = end
+		if batchBytes >= 1<<20 {
+			if err := flush(); err != nil {
+				return moved, err
+			}
+			moved += uint64(batchBytes)
+			if err := s.throttle(ctx, rateBytes, start, st.BytesRelocated+moved); err != nil {
+				return moved, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return moved, err
+	}
+	return moved, s.removeSegment(id, size)
+}
+
+// throttle waits until relocating done bytes since start fits rateBytes
+// per second.
+func (s *Store) throttle(ctx context.Context, rateBytes int64, start time.Time, done uint64) error {
+	if rateBytes <= 0 {
+		return nil
+	}
+	due := start.Add(time.Duration(float64(done) / float64(rateBytes) * float64(time.Second)))
+	wait := due.Sub(s.opts.Clock.Now())
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// relocate (on the writer) appends the blocks of items that are still
+// referenced at their old location, syncs them, and points every reference
+// (live mapping or preserved version) at the new copy with one synced
+// index commit.
+func (w *writer) relocate(i int, items []relocItem) error {
+	s := w.s
+	type ref struct {
+		item    *relocItem
+		live    bool
+		liveLoc index.Location
+		vers    []index.Version
+		newLoc  index.Location
+	}
+	var refs []ref
+	for k := range items {
+		it := &items[k]
+		rf := ref{item: it}
+		if l, ok, err := s.liveLocked(blockKey{it.vol, it.lba}); err != nil {
+			return err
+		} else if ok && l.Seg == it.old.Seg && l.Off == it.old.Off {
+			rf.live, rf.liveLoc = true, l
+		}
+		err := s.idx.VersionsOf(it.vol, it.lba, func(ver index.Version) bool {
+			if ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off {
+				rf.vers = append(rf.vers, ver)
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		if !rf.live && len(rf.vers) == 0 {
+			continue // dead: nothing to move
+		}
+		size := record.HeaderSize + len(it.data)
+		if err := w.makeRoom(i, size); err != nil {
+			return err
+		}
+		rf.newLoc = index.Location{Seg: w.activeID, Off: w.activeOff + uint64(len(w.buf)) + record.HeaderSize, CRC: it.old.CRC}
+		w.buf = record.AppendRecord(w.buf, &record.Header{Type: record.TypeRelocate, Volume: it.vol, LBA: it.lba, Blocks: 1, Seq: it.seq}, it.data)
+		refs = append(refs, rf)
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	w.flushPending(i)
+	if w.failed != nil {
+		return w.failed
+	}
+	if err := w.active.SyncData(); err != nil {
+		err = fmt.Errorf("sync segment %d: %w", w.activeID, err)
+		w.fail(err)
+		return err
+	}
+	for _, rf := range refs {
+		if rf.live {
+			l := rf.liveLoc
+			l.Seg, l.Off = rf.newLoc.Seg, rf.newLoc.Off
+			w.ib.Put(rf.item.vol, rf.item.lba, l)
+		}
+		for _, ver := range rf.vers {
+			ver.Loc.Seg, ver.Loc.Off = rf.newLoc.Seg, rf.newLoc.Off
+			w.ib.PutVersion(rf.item.vol, ver)
+		}
+		s.stats.gcBytes.Add(uint64(len(rf.item.data)))
+	}
+	if err := w.ib.Commit(true); err != nil {
+		w.fail(err)
+		return err
+	}
+	return nil
+}
+
+// removeSegment deletes a cleaned segment once no read can still resolve
+// to it.
+func (s *Store) removeSegment(id, size uint64) error {
+	s.gcMu.Lock()
+	s.segMu.Lock()
+	f := s.segs[id]
+	delete(s.segs, id)
+	s.segMu.Unlock()
+	s.gcMu.Unlock()
+	if f == nil {
+		return nil
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	if err := s.fs.Remove(s.segPath(id)); err != nil {
+		return fmt.Errorf("remove: %w", err)
+	}
+	s.stats.logBytes.Add(-int64(size))
+	s.stats.gcSegments.Add(1)
+	return s.syncDir(s.segDir)
+}
