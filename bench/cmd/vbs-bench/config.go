@@ -42,8 +42,8 @@ const (
 	defaultSize     = 1 << 30
 	defaultRuntime  = 10 * time.Second
 	defaultRamp     = 2 * time.Second
-	defaultTGTPort  = 13260
-	defaultVBSPort  = 13262
+	defaultTGTPort  = 14260
+	defaultVBSPort  = 14262
 	defaultFIO      = "bench/build/fio"
 	defaultFIODir   = "bench/fio"
 	defaultVBSBin   = "bin/vbs"

@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("create work directory: %w", err)
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "vbs-bench: "+format+"\n", a...) }
+	loadAtStart := loadAverage()
 	logf("work directory %s", workDir)
 
 	servers := map[string]server{}
@@ -149,7 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		samples = append(samples, s)
 	}
 
-	meta := collectMeta(o, args, fioVersion)
+	meta := collectMeta(o, args, fioVersion, loadAtStart)
 	rep := report.New(meta, samples, o.jobs, o.luns)
 	if err := rep.WriteMarkdown(stdout); err != nil {
 		return err
@@ -248,7 +249,7 @@ func writeResults(dir string, rep report.Report) (md, js string, err error) {
 
 // collectMeta records the conditions of the run. Machine facts are best
 // effort: a missing /proc file leaves a field empty.
-func collectMeta(o options, args []string, fioVersion string) report.Meta {
+func collectMeta(o options, args []string, fioVersion, loadAtStart string) report.Meta {
 	host, _ := os.Hostname()
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
@@ -256,6 +257,7 @@ func collectMeta(o options, args []string, fioVersion string) report.Meta {
 		"Targets: " + strings.Join(o.targets, ", ") + "; LUN kinds: " + strings.Join(o.luns, ", ") + ".",
 		"Both targets and fio share this machine and talk over loopback TCP.",
 	}
+	notes = append(notes, fmt.Sprintf("Load average (1, 5, 15 min) at start: %s; at end: %s.", loadAtStart, loadAverage()))
 	if slices.Contains(o.targets, report.TargetTGT) {
 		notes = append(notes, "tgt's null LUN reports 1 TiB; fio's size= limits every job to the LUN size above.")
 	}
@@ -274,6 +276,20 @@ func collectMeta(o options, args []string, fioVersion string) report.Meta {
 		Repeat:    o.repeat,
 		Notes:     notes,
 	}
+}
+
+// loadAverage returns the first three fields of /proc/loadavg: a busy
+// machine makes every number noisier, so reports record it.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // cpuModel returns the first "model name" in /proc/cpuinfo text.
