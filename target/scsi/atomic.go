@@ -23,6 +23,11 @@ func (l *logicalUnit) compareAndWrite(ctx context.Context, x *execCtx) checkCond
 		return errLBAOutOfRange
 	}
 	if p.blocks == 0 {
+		if len(x.cmd.DataOut) != 0 {
+			// The one-byte NUMBER OF LOGICAL BLOCKS wrapped (an initiator
+			// asked for 256): the CDB, not the data, is what is wrong.
+			return invalidCDB(cawBlocksAt, -1)
+		}
 		return good
 	}
 	if p.blocks > uint64(l.t.opts.MaxCompareAndWriteBlocks) {

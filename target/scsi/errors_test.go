@@ -32,8 +32,7 @@ func TestCDBChecks(t *testing.T) {
 		{"inquiry page without evpd", cdbInquiry(false, 0x80, 255), nil, SenseIllegalRequest, ASCInvalidFieldInCDB, []byte{0xC0, 0, 2}},
 		{"inquiry unknown vpd", cdbInquiry(true, 0x99, 255), nil, SenseIllegalRequest, ASCInvalidFieldInCDB, nil},
 		{"naca", []byte{0, 0, 0, 0, 0, controlNACA}, nil, SenseIllegalRequest, ASCInvalidFieldInCDB, []byte{0xCA, 0, 5}},
-		{"write short data-out", cdbRW10(opWrite10, 0, 2, 0), big, SenseIllegalRequest, ASCInvalidFieldInIU, nil},
-		{"write long data-out", cdbRW10(opWrite10, 0, 1, 0), fill(1024, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
+		{"write partial-block data-out", cdbRW10(opWrite10, 0, 2, 0), fill(700, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
 		{"write same two-block data-out", cdbRW10(opWriteSame10, 0, 1, 0), fill(1024, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
 		{"compare and write short data-out", cdbCAW(0, 1), fill(512, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
 		{"mode sense saved", cdbModeSense6(pageCaching, 0, pcSaved, false, 255), nil, SenseIllegalRequest, ASCSavingParametersNotSupported, nil},
@@ -174,4 +173,29 @@ func TestExpectedDataInTruncates(t *testing.T) {
 func TestReadIgnoresDataOut(t *testing.T) {
 	h := newHarness(t, nil, LUOptions{})
 	expectGood(t, h.run(cdbRW10(opRead10, 0, 1, 0), fill(512, 1)))
+}
+
+// TestWriteDataOutMismatch: a WRITE whose data-out is longer than the CDB
+// asks for writes only the CDB's blocks; a shorter one writes the whole
+// blocks it carries (libiscsi 1.19 Write10Residuals).
+func TestWriteDataOutMismatch(t *testing.T) {
+	h := newHarness(t, nil, LUOptions{WriteCache: true})
+	expectGood(t, h.run(cdbRW10(opWrite10, 0, 2, 0), fill(1024, 'a')))
+	expectGood(t, h.run(cdbRW10(opWrite10, 0, 1, 0), fill(1024, 'b')))
+	if got := h.dev.contents(0, 2); string(got) != string(fill(512, 'b'))+string(fill(512, 'a')) {
+		t.Fatal("underflow: wrote more than the CDB asked for")
+	}
+	expectGood(t, h.run(cdbRW10(opWrite10, 0, 2, 0), fill(1024, 'a')))
+	r := h.run(cdbRW10(opWrite10, 0, 2, 0), fill(512, 'c'))
+	expectGood(t, r)
+	if r.TransferLength() != 1024 {
+		t.Fatalf("transfer length %d", r.TransferLength())
+	}
+	if got := h.dev.contents(0, 2); string(got) != string(fill(512, 'c'))+string(fill(512, 'a')) {
+		t.Fatal("overflow: did not write exactly the data-out blocks")
+	}
+	expectGood(t, h.run(cdbRW10(opWrite10, 0, 1, 0), nil)) // EDTL 0: nothing to write
+	if got := h.dev.contents(0, 1); string(got) != string(fill(512, 'c')) {
+		t.Fatal("empty data-out changed the medium")
+	}
 }

@@ -338,8 +338,9 @@ func (l *logicalUnit) modeSelect(x *execCtx) checkCondition {
 // bytes the CDB asks for. Any other length (the initiator's expected data
 // transfer length disagreed with the CDB) ends the command with ILLEGAL
 // REQUEST / INVALID FIELD IN INFORMATION UNIT before anything is written:
-// FCP-4 9.4.2 option (b), which libiscsi's residual tests accept and its
-// invalid-data-out-size tests require.
+// FCP-4 9.4.2 option (b), which libiscsi's invalid-data-out-size tests
+// require for WRITE SAME and COMPARE AND WRITE. Plain writes are lenient
+// instead (writeData).
 func (x *execCtx) paramData(n int) ([]byte, checkCondition) {
 	if len(x.cmd.DataOut) != n {
 		return nil, errInvalidIU

