@@ -650,3 +650,26 @@ func TestBadInput(t *testing.T) {
 		break
 	}
 }
+
+// TestGrantNotEnforced checks that a grant the node could not apply is
+// reported (Unavailable, retry) instead of returned as done, and that the
+// retry succeeds once the node recovers.
+func TestGrantNotEnforced(t *testing.T) {
+	e := newEnv(t)
+	c := e.clients(adminToken)
+	ctx := context.Background()
+	if _, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "v", SizeBytes: gib})); err != nil {
+		t.Fatal(err)
+	}
+	waitVolume(t, c, "v", vbsv1.VolumeState_VOLUME_STATE_AVAILABLE)
+	e.drv.setFail("Export", errors.New("portal offline"))
+	req := &vbsv1.GrantAccessRequest{Volume: "v", InitiatorIqn: hostIQN}
+	_, err := c.exp.GrantAccess(ctx, connect.NewRequest(req))
+	if code(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "portal offline") {
+		t.Fatalf("grant with failing node = %v", err)
+	}
+	e.drv.setFail("Export", nil)
+	if _, err := c.exp.GrantAccess(ctx, connect.NewRequest(req)); err != nil {
+		t.Fatalf("retry = %v", err)
+	}
+}
