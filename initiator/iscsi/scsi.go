@@ -94,21 +94,20 @@ func (k SenseKey) String() string {
 
 // Sense data formats (SPC-4 section 4.5).
 const (
-	senseCodeMask        = 0x7f
-	senseFixedCurrent    = 0x70
-	senseFixedDeferred   = 0x71
-	senseDescCurrent     = 0x72
-	senseDescDeferred    = 0x73
-	senseKeyMask         = 0x0f
-	senseFixedMinLen     = 14 // through the ASCQ byte
-	senseFixedKeyOff     = 2
-	senseFixedASCOff     = 12
-	senseFixedASCQOff    = 13
-	senseDescMinLen      = 4
-	senseDescKeyOff      = 1
-	senseDescASCOff      = 2
-	senseDescASCQOff     = 3
-	ascUnitAttentionBase = 0x29 // power on, reset, or bus device reset
+	senseCodeMask      = 0x7f
+	senseFixedCurrent  = 0x70
+	senseFixedDeferred = 0x71
+	senseDescCurrent   = 0x72
+	senseDescDeferred  = 0x73
+	senseKeyMask       = 0x0f
+	senseFixedMinLen   = 14 // through the ASCQ byte
+	senseFixedKeyOff   = 2
+	senseFixedASCOff   = 12
+	senseFixedASCQOff  = 13
+	senseDescMinLen    = 4
+	senseDescKeyOff    = 1
+	senseDescASCOff    = 2
+	senseDescASCQOff   = 3
 )
 
 type senseInfo struct {

@@ -38,24 +38,29 @@ func (w *wireLog) Read([]byte) (int, error) { return 0, io.EOF }
 
 func (w *wireLog) Close() error { return nil }
 
-// pdus decodes everything written so far and forgets it.
+// pdus decodes the complete PDUs written so far and forgets them; a PDU
+// still being written (a gathered write lands buffer by buffer here)
+// stays for the next call.
 func (w *wireLog) pdus(t *testing.T, p *Params) []wire.PDU {
 	t.Helper()
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	data := bytes.Clone(w.buf.Bytes())
-	w.buf.Reset()
-	w.mu.Unlock()
-	r := wire.NewReader(bytes.NewReader(data), wire.Limits{MaxRecvDataSegmentLength: wire.MaxDataSegmentLength,
+	br := bytes.NewReader(data)
+	r := wire.NewReader(br, wire.Limits{MaxRecvDataSegmentLength: wire.MaxDataSegmentLength,
 		HeaderDigest: p.HeaderDigest, DataDigest: p.DataDigest})
 	var out []wire.PDU
 	for {
+		pos := len(data) - br.Len()
 		var pdu wire.PDU
 		err := r.Read(&pdu)
-		if err == io.EOF {
-			return out
-		}
 		if err != nil {
-			t.Fatalf("decode what the session wrote: %v", err)
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("decode what the session wrote: %v", err)
+			}
+			w.buf.Reset()
+			w.buf.Write(data[pos:])
+			return out
 		}
 		pdu.Data = bytes.Clone(pdu.Data)
 		out = append(out, pdu)
@@ -562,3 +567,38 @@ func TestCDBBuilders(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestAbandonedRead checks that once a waiter gives up, the target can no
+// longer write into its buffer, and that an ABORT TASK is sent for it.
+func TestAbandonedRead(t *testing.T) {
+	s, w := unitSession(t, unitParams())
+	buf := make([]byte, 8)
+	cmd, err := s.Start(context.Background(), 2, []byte{opRead16}, nil, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pdus(t, &s.params)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := cmd.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait: %v", err)
+	}
+	sent := w.pdus(t, &s.params)
+	if len(sent) != 1 || sent[0].Opcode() != wire.OpTaskMgmtReq || TMFunction(sent[0].Flags()&0x7f) != TMFAbortTask ||
+		sent[0].ReferencedTaskTag() != cmd.Tag() || sent[0].Field32(offRefCmdSN) != 10 || !sent[0].Immediate() {
+		t.Fatalf("abort request %+v", sent)
+	}
+	itt := cmd.Tag()
+	if err := s.handle(dataIn(itt, 0, 0, []byte("late data"[:8]), wire.FlagFinal|wire.FlagStatus)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, make([]byte, 8)) {
+		t.Fatalf("abandoned buffer written: %q", buf)
+	}
+	s.mu.Lock()
+	n := len(s.tasks)
+	s.mu.Unlock()
+	if n != 1 { // only the fire-and-forget ABORT TASK is left
+		t.Fatalf("%d tasks registered", n)
+	}
+}

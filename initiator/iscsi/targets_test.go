@@ -448,3 +448,42 @@ func TestTgtdAnswersTargetPings(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCloseWithCommandsInFlight closes a session under load: every
+// command ends (completed or ErrSessionClosed) and nothing leaks.
+func TestCloseWithCommandsInFlight(t *testing.T) {
+	eachTarget(t, func(t *testing.T, e *targetEnv) {
+		ctx := testCtx(t)
+		s, err := Dial(ctx, e.config(e.open))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clearUA(ctx, t, s, e.nullLUN)
+		const n = 64
+		cmds := make([]Command, 0, n)
+		for i := range n {
+			var cdb [cdb16Len]byte
+			rwCDB16(&cdb, opRead16, uint64(i)*128, 128, false)
+			c, err := s.Start(ctx, e.nullLUN, cdb[:], nil, make([]byte, 128*blockSize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmds = append(cmds, c)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cmds {
+			resp, err := c.Wait(ctx)
+			if err != nil && !errors.Is(err, ErrSessionClosed) {
+				t.Errorf("command after close: %v", err)
+			}
+			if err == nil && resp.Status != StatusGood {
+				t.Errorf("status %v", resp.Status)
+			}
+		}
+		if _, err := s.Start(ctx, e.nullLUN, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil, nil); !errors.Is(err, ErrSessionClosed) {
+			t.Errorf("start after close: %v", err)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -67,7 +68,9 @@ func (f *vbsFixture) start() error {
 		return err
 	}
 	f.bin = filepath.Join(dir, "vbs")
-	build := exec.Command("go", "build", "-o", f.bin, "./cmd/vbs")
+	ctx, cancel := context.WithTimeout(context.Background(), vbsBuildTimeout)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", f.bin, "./cmd/vbs")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/vbs: %v\n%s", err, out)
