@@ -207,6 +207,12 @@ func runCrashSequential(t *testing.T, seed uint64) {
 					img[lba] = m.latest(uint64(lba))
 				}
 				snaps[name] = img
+			case r < 74:
+				// Segment cleaning moves data and deletes segments; a
+				// crash at any later point must not lose what it moved.
+				if _, err := s.CollectGarbage(ctx, 4, 1.0, 0); err != nil {
+					t.Fatalf("seed %d: gc: %v", seed, err)
+				}
 			case r < 75:
 				// Clean restart: Close makes everything durable.
 				v.Close()
@@ -437,11 +443,15 @@ func runErrorInjection(t *testing.T, n int32) bool {
 					return err
 				}
 				m.write(lba, make([]byte, 2*bs), false)
-			case r < 9:
+			case r < 8:
 				if err := v.Flush(ctx); err != nil {
 					return err
 				}
 				m.flush()
+			case r < 9:
+				if _, err := s.CollectGarbage(ctx, 2, 1.0, 0); err != nil {
+					return err
+				}
 			default:
 				lba := uint64(rng.IntN(blocks))
 				got := make([]byte, bs)

@@ -68,15 +68,16 @@ func (s *Store) CollectGarbage(ctx context.Context, maxSegments int, maxUtil flo
 		cands = cands[:maxSegments]
 	}
 	start := s.opts.Clock.Now()
+	gc0 := s.stats.gcBytes.Load()
 	for _, c := range cands {
-		moved, err := s.cleanSegment(ctx, c.id, rateBytes, start, &st)
-		if err != nil {
+		if _, err := s.cleanSegment(ctx, c.id, rateBytes, start, &st); err != nil {
+			st.BytesRelocated = s.stats.gcBytes.Load() - gc0
 			return st, fmt.Errorf("gc: segment %d: %w", c.id, err)
 		}
-		st.BytesRelocated += moved
 		st.SegmentsCleaned++
 		st.BytesFreed += c.size
 	}
+	st.BytesRelocated = s.stats.gcBytes.Load() - gc0
 	user := s.stats.bytesIn.Load()
 	if user > 0 {
 		st.WriteAmplification = float64(user+s.stats.gcBytes.Load()) / float64(user)
@@ -156,7 +157,8 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 			return moved, err
 		}
 		if _, err := f.ReadAt(hdr[:], int64(off)); err != nil {
-			break
+			// Not knowing what follows, the segment must stay.
+			return moved, fmt.Errorf("read record header at %d: %w", off, err)
 		}
 		h, err := record.DecodeHeader(hdr[:])
 		if err != nil {
@@ -193,19 +195,20 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 		}
 		off = end
 		if batchBytes >= 1<<20 {
+			moved += uint64(batchBytes)
 			if err := flush(); err != nil {
 				return moved, err
 			}
-			moved += uint64(batchBytes)
-			if err := s.throttle(ctx, rateBytes, start, st.BytesRelocated+moved); err != nil {
+			if err := s.throttle(ctx, rateBytes, start, moved); err != nil {
 				return moved, err
 			}
 		}
 	}
+	last := uint64(batchBytes)
 	if err := flush(); err != nil {
 		return moved, err
 	}
-	return moved, s.removeSegment(id, size)
+	return moved + last, s.removeSegment(id, size)
 }
 
 // throttle waits until relocating done bytes since start fits rateBytes
@@ -236,31 +239,33 @@ func (s *Store) throttle(ctx context.Context, rateBytes int64, start time.Time, 
 func (w *writer) relocate(i int, items []relocItem) error {
 	s := w.s
 	type ref struct {
-		item    *relocItem
-		live    bool
-		liveLoc index.Location
-		vers    []index.Version
-		newLoc  index.Location
+		item   *relocItem
+		live   bool
+		vers   int
+		newLoc index.Location
 	}
 	var refs []ref
 	for k := range items {
 		it := &items[k]
 		rf := ref{item: it}
-		if l, ok, err := s.liveLocked(blockKey{it.vol, it.lba}); err != nil {
+		// Check the index's own entry, not the overlay-shadowed view: the
+		// overlay's newer write may never become durable, and then the
+		// index entry is what a crash leaves behind.
+		if l, ok, err := s.idx.Get(it.vol, it.lba); err != nil {
 			return err
 		} else if ok && l.Seg == it.old.Seg && l.Off == it.old.Off {
-			rf.live, rf.liveLoc = true, l
+			rf.live = true
 		}
 		err := s.idx.VersionsOf(it.vol, it.lba, func(ver index.Version) bool {
 			if ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off {
-				rf.vers = append(rf.vers, ver)
+				rf.vers++
 			}
 			return true
 		})
 		if err != nil {
 			return err
 		}
-		if !rf.live && len(rf.vers) == 0 {
+		if !rf.live && rf.vers == 0 {
 			continue // dead: nothing to move
 		}
 		size := record.HeaderSize + len(it.data)
@@ -274,7 +279,9 @@ func (w *writer) relocate(i int, items []relocItem) error {
 	if len(refs) == 0 {
 		return nil
 	}
-	w.flushPending(i)
+	if err := w.flushPending(i); err != nil {
+		return err
+	}
 	if w.failed != nil {
 		return w.failed
 	}
@@ -283,17 +290,33 @@ func (w *writer) relocate(i int, items []relocItem) error {
 		w.fail(err)
 		return err
 	}
+	// Check again: making room may have rolled the segment, which moves
+	// the overlay's newer mappings into the index.
 	for _, rf := range refs {
-		if rf.live {
-			l := rf.liveLoc
+		it := rf.item
+		moved := false
+		if l, ok, err := s.idx.Get(it.vol, it.lba); err != nil {
+			return err
+		} else if ok && l.Seg == it.old.Seg && l.Off == it.old.Off {
 			l.Seg, l.Off = rf.newLoc.Seg, rf.newLoc.Off
-			w.ib.Put(rf.item.vol, rf.item.lba, l)
+			w.ib.Put(it.vol, it.lba, l)
+			moved = true
 		}
-		for _, ver := range rf.vers {
-			ver.Loc.Seg, ver.Loc.Off = rf.newLoc.Seg, rf.newLoc.Off
-			w.ib.PutVersion(rf.item.vol, ver)
+		err := s.idx.VersionsOf(it.vol, it.lba, func(ver index.Version) bool {
+			if ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off {
+				ver.Loc.Seg, ver.Loc.Off = rf.newLoc.Seg, rf.newLoc.Off
+				w.ib.PutVersion(it.vol, ver)
+				moved = true
+			}
+			return true
+		})
+		if err != nil {
+			w.ib.Reset()
+			return err
 		}
-		s.stats.gcBytes.Add(uint64(len(rf.item.data)))
+		if moved {
+			s.stats.gcBytes.Add(uint64(len(it.data)))
+		}
 	}
 	if err := w.ib.Commit(true); err != nil {
 		w.fail(err)

@@ -311,7 +311,9 @@ func (w *writer) makeRoom(i, size int) error {
 	if !w.broken && (used+uint64(size) <= uint64(w.s.opts.SegmentSize) || used == record.SegmentHeaderSize) {
 		return nil
 	}
-	w.flushPending(i)
+	if err := w.flushPending(i); err != nil {
+		return err
+	}
 	if err := w.roll(); err != nil {
 		if w.failed != nil {
 			return fmt.Errorf("blockstore: store failed, reopen needed: %w", w.failed)
@@ -322,8 +324,9 @@ func (w *writer) makeRoom(i, size int) error {
 }
 
 // flushPending appends the buffered records with one write and applies
-// their index changes; requests batch[chunkStart:upto] own them.
-func (w *writer) flushPending(upto int) {
+// their index changes; requests batch[chunkStart:upto] own them, and get
+// its error. It returns the error too.
+func (w *writer) flushPending(upto int) (ferr error) {
 	defer func() {
 		w.buf = w.buf[:0]
 		w.pend = w.pend[:0]
@@ -331,7 +334,7 @@ func (w *writer) flushPending(upto int) {
 		w.chunkStart = upto
 	}()
 	if len(w.buf) == 0 {
-		return
+		return nil
 	}
 	n, err := w.active.Write(w.buf)
 	if err != nil {
@@ -343,7 +346,7 @@ func (w *writer) flushPending(upto int) {
 				r.err = err
 			}
 		}
-		return
+		return err
 	}
 	w.activeOff += uint64(len(w.buf))
 	w.s.activeEnd.Store(w.activeOff)
@@ -355,7 +358,9 @@ func (w *writer) flushPending(upto int) {
 				r.err = err
 			}
 		}
+		return err
 	}
+	return nil
 }
 
 // applyPend applies w.pend, in order, to the index and the overlay. For a
