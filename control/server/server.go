@@ -201,16 +201,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	} else {
 		hs.Protocols.SetUnencryptedHTTP2(true) // h2c: gRPC without TLS
 	}
+	useTLS := hs.TLSConfig != nil // the server owns TLSConfig once serving
 	serveErr := make(chan error, 1)
 	go func() {
-		if hs.TLSConfig != nil {
+		if useTLS {
 			serveErr <- hs.ServeTLS(apiLn, "", "")
 		} else {
 			serveErr <- hs.Serve(apiLn)
 		}
 	}()
 	log.Info("vbs server started", "data_dir", cfg.DataDir, "api", apiLn.Addr().String(), "iscsi", portal,
-		"raft", raftLn, "serf", serfAddr, "tls", hs.TLSConfig != nil)
+		"raft", raftLn, "serf", serfAddr, "tls", useTLS)
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{API: apiLn.Addr().String(), ISCSI: iscsiLn.Addr().String(), Raft: raftLn, Serf: serfAddr})
 	}
