@@ -91,16 +91,19 @@ func dial(ctx context.Context, cfg *Config, discovery bool) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iscsi: dial %s: %w", cfg.Addr, err)
 	}
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
-	// Closing the connection is the only way to interrupt a blocked read
-	// or write when ctx ends during login.
+	// A deadline in the past is how a blocked read or write is
+	// interrupted when ctx ends (by deadline or cancel) during login.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	m := newLoginMachine(cfg, discovery, rand.Reader)
 	err = runLogin(conn, m)
-	if !stop() && err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	if !stop() || err != nil && ctx.Err() != nil {
+		// ctx ended during login: the connection's deadline is (or is
+		// about to be) in the past, so the session is unusable anyway.
+		if err == nil {
+			err = ctx.Err()
+		} else {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
 	}
 	if err != nil {
 		conn.Close()

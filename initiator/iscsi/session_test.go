@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -600,5 +601,61 @@ func TestAbandonedRead(t *testing.T) {
 	s.mu.Unlock()
 	if n != 1 { // only the fire-and-forget ABORT TASK is left
 		t.Fatalf("%d tasks registered", n)
+	}
+}
+
+// TestDialSilentTarget checks that login gives up with the context when
+// the target accepts the connection and never answers.
+func TestDialSilentTarget(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = Dial(ctx, Config{Addr: ln.Addr().String(), InitiatorName: "iqn.i", TargetName: "iqn.t"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial a silent target: %v", err)
+	}
+	if c := <-accepted; c != nil {
+		c.Close()
+	}
+	// Cancellation without a deadline interrupts the login as well.
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln2.Accept()
+		if err == nil {
+			held <- c
+		}
+		close(held)
+	}()
+	cctx, ccancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Dial(cctx, Config{Addr: ln2.Addr().String(), InitiatorName: "iqn.i", TargetName: "iqn.t", LoginTimeout: time.Hour})
+		errc <- err
+	}()
+	c := <-held
+	ccancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled dial: %v", err)
+	}
+	if c != nil {
+		c.Close()
 	}
 }
