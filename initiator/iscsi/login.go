@@ -259,6 +259,14 @@ func (m *loginMachine) security(kvs []wire.KV) error {
 		}
 		return "", false
 	}
+	// Declarations may come in any stage; keep them.
+	for _, kv := range kvs {
+		if kv.Key == keyTargetPortalGroupTag || kv.Key == keyTargetAlias {
+			if _, err := m.neg.apply([]wire.KV{kv}); err != nil {
+				return err
+			}
+		}
+	}
 	switch m.step {
 	case stepStart:
 		am, ok := get(keyAuthMethod)
