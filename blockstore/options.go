@@ -53,6 +53,14 @@ type Options struct {
 	OvercommitRatio float64
 	// IndexCacheBytes sizes the index block cache.
 	IndexCacheBytes int64
+	// GCInterval, when non-zero, runs segment cleaning in the background
+	// that often, cleaning up to GCMaxSegments segments whose utilisation
+	// is at most GCMaxUtilization, relocating at most GCRateBytes per
+	// second (0: unthrottled).
+	GCInterval       time.Duration
+	GCMaxSegments    int
+	GCMaxUtilization float64
+	GCRateBytes      int64
 }
 
 func (o Options) withDefaults() Options {
@@ -73,6 +81,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxDirty <= 0 {
 		o.MaxDirty = DefaultMaxDirty
+	}
+	if o.GCMaxSegments <= 0 {
+		o.GCMaxSegments = 4
+	}
+	if o.GCMaxUtilization <= 0 {
+		o.GCMaxUtilization = 0.75
 	}
 	if o.MaxRecordBytes <= 0 {
 		o.MaxRecordBytes = DefaultRecordBlocks

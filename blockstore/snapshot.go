@@ -164,7 +164,7 @@ func (s *Store) snapshotHasClones(v *volState, seq uint64) bool {
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	for _, c := range s.vols {
-		if c.parent == v && c.parentSeq == seq && !c.deleted.Load() {
+		if c.parent.Load() == v && c.parentSeq == seq && !c.deleted.Load() {
 			return true
 		}
 	}
@@ -330,7 +330,8 @@ func (s *Store) CreateClone(ctx context.Context, volume, snapshot, clone string)
 	if err := s.checkOvercommit(size); err != nil {
 		return VolumeInfo{}, fmt.Errorf("create clone %q: %w", clone, err)
 	}
-	v := &volState{id: s.nextVol, name: clone, blockSize: p.blockSize, created: s.opts.Clock.Now().UnixNano(), parent: p, parentSeq: m.Seq}
+	v := &volState{id: s.nextVol, name: clone, blockSize: p.blockSize, created: s.opts.Clock.Now().UnixNano(), parentSeq: m.Seq}
+	v.parent.Store(p)
 	v.blocks.Store(p.blocks.Load())
 	ib := s.idx.NewBatch()
 	defer ib.Close()

@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -50,8 +51,8 @@ type volState struct {
 	clones    int // clones reading through this volume; guarded by Store.catMu
 
 	// parent is the volume a linked clone reads through to, as of
-	// parentSeq; nil for a plain volume. Fixed for the volume's life.
-	parent    *volState
+	// parentSeq; nil for a plain volume (or once flattened).
+	parent    atomic.Pointer[volState]
 	parentSeq uint64
 
 	// snaps is the volume's snapshots sorted by Seq (copy on write, only
@@ -65,8 +66,8 @@ func (v *volState) meta() volumeMeta {
 		ID: v.id, Name: v.name, BlockSize: v.blockSize, Blocks: v.blocks.Load(),
 		Flags: v.flags.Load(), Seq: v.seq.Load(), Created: v.created,
 	}
-	if v.parent != nil {
-		m.ParentID, m.ParentSeq = v.parent.id, v.parentSeq
+	if p := v.parent.Load(); p != nil {
+		m.ParentID, m.ParentSeq = p.id, v.parentSeq
 	}
 	return m
 }
@@ -125,6 +126,9 @@ type Store struct {
 
 	w     *writer
 	stats counters
+
+	bgCancel context.CancelFunc
+	bgDone   chan struct{}
 }
 
 type counters struct {
@@ -192,6 +196,11 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	go s.w.run()
+	if o.GCInterval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.bgCancel, s.bgDone = cancel, make(chan struct{})
+		go s.runBackgroundGC(ctx, s.bgDone)
+	}
 	return s, nil
 }
 
@@ -199,6 +208,11 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 // everything written durable, and closes the files. Open volume handles
 // fail with ErrClosed afterwards.
 func (s *Store) Close() error {
+	if s.bgCancel != nil {
+		s.bgCancel()
+		<-s.bgDone
+		s.bgCancel = nil
+	}
 	s.submitMu.Lock()
 	if s.closed {
 		s.submitMu.Unlock()
@@ -314,7 +328,7 @@ func (s *Store) loadCatalog() error {
 		if p == nil {
 			return fmt.Errorf("open store: clone %q: parent volume %d: %w", v.name, m.ParentID, ErrCorrupt)
 		}
-		v.parent = p
+		v.parent.Store(p)
 		p.clones++
 	}
 	snaps := make(map[uint64][]snapshotMeta)

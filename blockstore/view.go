@@ -42,10 +42,11 @@ func (s *Store) resolveLocked(v *volState, lba, q uint64) (index.Location, bool,
 				return ver.Loc, ver.Loc.Seg != 0, nil
 			}
 		}
-		if v.parent == nil || (ok && q == liveView) {
+		p := v.parent.Load()
+		if p == nil || (ok && q == liveView) {
 			return index.Location{}, false, nil
 		}
-		v, q = v.parent, v.parentSeq
+		v, q = p, v.parentSeq
 	}
 }
 
@@ -82,7 +83,7 @@ func (s *Store) forLive(vol, from, end uint64, fn func(lba uint64, loc index.Loc
 // the index alone is enough.
 func (s *Store) cloneTombstones(v *volState, from, end uint64) ([]uint64, error) {
 	set := make(map[uint64]struct{})
-	for a := v.parent; a != nil; a = a.parent {
+	for a := v.parent.Load(); a != nil; a = a.parent.Load() {
 		err := s.idx.Scan(a.id, from, end, func(m index.Mapping) bool {
 			set[m.LBA] = struct{}{}
 			return true

@@ -186,8 +186,8 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	s.catMu.Lock()
 	delete(s.names, name)
 	delete(s.vols, v.id)
-	if v.parent != nil {
-		v.parent.clones--
+	if p := v.parent.Load(); p != nil {
+		p.clones--
 	}
 	s.catMu.Unlock()
 	return nil
@@ -245,7 +245,7 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, sizeBytes uint64)
 
 // anyMapped reports whether any block of vol in [from, end) is mapped.
 func (s *Store) anyMapped(v *volState, from, end uint64) (bool, error) {
-	if v.parent != nil {
+	if v.parent.Load() != nil {
 		for lba := from; lba < end; lba++ {
 			if m, err := s.isMapped(v, lba); err != nil || m {
 				return m, err
@@ -524,7 +524,7 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 		}
 		return true, n, nil
 	}
-	if h.v.parent != nil {
+	if h.v.parent.Load() != nil {
 		// A clone's unmapped runs depend on its ancestors: resolve them
 		// block by block, bounded per call.
 		n := uint64(1)

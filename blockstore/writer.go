@@ -415,7 +415,7 @@ func (w *writer) applyPend() error {
 		}
 		w.ib.DeleteRange(p.vol.id, p.lba, p.n)
 		touchIdx = true
-		if p.vol.parent != nil {
+		if p.vol.parent.Load() != nil {
 			// Tombstones hide the parent's data. They refer to no log bytes,
 			// so they go to the index with the range deletion, in one batch:
 			// a reader never sees the parent's data in between.
