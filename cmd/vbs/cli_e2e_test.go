@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -185,6 +186,16 @@ func (e *e2e) mustQemuIO(volume, initiator string, cmds ...string) string {
 	return out
 }
 
+func grepVBS(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "vbs_volume") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 func TestEndToEndOneNode(t *testing.T) {
 	e := newE2E(t)
 	e.start()
@@ -216,6 +227,21 @@ func TestEndToEndOneNode(t *testing.T) {
 		e.mustQemuIO("vol1", e2eHost, "read -P 0x5a 0 1M", "read -P 0x33 4M 64k", "read -P 0 8M 1M")
 	}
 	check()
+	// The writes show in the per-volume metrics.
+	resp, err := http.Get("http://" + e.ports["api"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`vbs_volume_written_bytes_total{volume="vol1"} 1.11411`, `vbs_volume_io_latency_seconds_count{volume="vol1"}`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("metrics lack %s:\n%s", want, grepVBS(string(metrics)))
+		}
+	}
 
 	// An initiator without a grant is refused at login.
 	if out, err := e.qemuIO("vol1", e2eIntruder, "read 0 4k"); err == nil || !strings.Contains(out, "Authorization failure") {

@@ -56,13 +56,35 @@ type ExportSpec struct {
 	CHAP *CHAP
 }
 
+// LatencyBuckets is the number of finite latency buckets; see
+// LatencyBounds.
+const LatencyBuckets = 12
+
+// LatencyBounds returns the upper bounds, in seconds, of the latency
+// buckets of VolumeStats: 50 µs doubling up to about 100 ms.
+func LatencyBounds() [LatencyBuckets]float64 {
+	var b [LatencyBuckets]float64
+	v := 50e-6
+	for i := range b {
+		b[i] = v
+		v *= 2
+	}
+	return b
+}
+
 // VolumeStats are a volume's data-path counters since the node started.
 type VolumeStats struct {
 	Name                    string
 	SizeBytes               uint64
 	ReadOps, WriteOps       uint64
 	ReadBytes, WrittenBytes uint64
-	QueueDepth              uint32
+	// QueueDepth is the number of commands in flight now.
+	QueueDepth uint32
+	// Latency counts commands by latency: Latency[i] counts those at or
+	// under LatencyBounds()[i] and above the bound before it; the last
+	// entry counts the slower ones. LatencySum is their total, in seconds.
+	Latency    [LatencyBuckets + 1]uint64
+	LatencySum float64
 }
 
 // Stats describes the node's pool and volumes.

@@ -30,6 +30,7 @@ type collector struct {
 	poolCapacity, poolUsed                                                *prometheus.Desc
 	volSize                                                               *prometheus.Desc
 	volReadOps, volWriteOps, volReadBytes, volWriteBytes, volQueueDepth   *prometheus.Desc
+	volLatency                                                            *prometheus.Desc
 	catVolumes                                                            *prometheus.Desc
 }
 
@@ -55,6 +56,7 @@ func newCollector(st *catalog.Store, m *membership.Membership, d node.Driver) *c
 		volReadBytes:  desc("volume_read_bytes_total", "Bytes read per volume.", "volume"),
 		volWriteBytes: desc("volume_written_bytes_total", "Bytes written per volume.", "volume"),
 		volQueueDepth: desc("volume_queue_depth", "Commands in flight per volume.", "volume"),
+		volLatency:    desc("volume_io_latency_seconds", "Latency of data commands per volume.", "volume"),
 		catVolumes:    desc("catalog_volumes", "Volumes in the catalog by state.", "state"),
 	}
 }
@@ -63,7 +65,7 @@ func newCollector(st *catalog.Store, m *membership.Membership, d node.Driver) *c
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.raftLeader, c.raftIsLeader, c.raftTerm, c.raftApplied, c.raftLast,
 		c.raftVoters, c.serfMembers, c.poolCapacity, c.poolUsed, c.volSize, c.volReadOps, c.volWriteOps,
-		c.volReadBytes, c.volWriteBytes, c.volQueueDepth, c.catVolumes} {
+		c.volReadBytes, c.volWriteBytes, c.volQueueDepth, c.volLatency, c.catVolumes} {
 		ch <- d
 	}
 }
@@ -114,6 +116,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(c.poolCapacity, float64(st.CapacityBytes))
 	g(c.poolUsed, float64(st.UsedBytes))
+	bounds := node.LatencyBounds()
 	for _, v := range st.Volumes {
 		g(c.volSize, float64(v.SizeBytes), v.Name)
 		ctr(c.volReadOps, v.ReadOps, v.Name)
@@ -121,6 +124,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ctr(c.volReadBytes, v.ReadBytes, v.Name)
 		ctr(c.volWriteBytes, v.WrittenBytes, v.Name)
 		g(c.volQueueDepth, float64(v.QueueDepth), v.Name)
+		buckets := make(map[float64]uint64, node.LatencyBuckets)
+		var cum uint64
+		for i, le := range bounds {
+			cum += v.Latency[i]
+			buckets[le] = cum
+		}
+		count := cum + v.Latency[node.LatencyBuckets]
+		ch <- prometheus.MustNewConstHistogram(c.volLatency, count, v.LatencySum, buckets, v.Name)
 	}
 }
 

@@ -28,7 +28,7 @@ const exportLUN = 0
 
 // served is a volume the portal currently exports.
 type served struct {
-	dev       *storedev.Volume
+	dev       meteredDevice
 	targetIQN string
 	access    map[string]*node.CHAP // initiator -> credentials (nil: none)
 }
@@ -40,13 +40,14 @@ type Node struct {
 
 	mu     sync.Mutex
 	served map[string]*served // by volume name
+	meters map[string]*meter  // by volume name, from first export to delete
 }
 
 var _ node.Driver = (*Node)(nil)
 
 // New drives store and tgt; the Node owns both from now on.
 func New(store *blockstore.Store, tgt *target.Server) *Node {
-	return &Node{store: store, tgt: tgt, served: map[string]*served{}}
+	return &Node{store: store, tgt: tgt, served: map[string]*served{}, meters: map[string]*meter{}}
 }
 
 // Serve runs the iSCSI portal on ln until ctx ends or Close.
@@ -130,6 +131,7 @@ func (n *Node) DeleteVolume(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	delete(n.meters, name)
 	n.mu.Unlock()
 	err := n.store.DeleteVolume(ctx, name)
 	if errors.Is(err, blockstore.ErrVolumeNotFound) {
@@ -207,7 +209,12 @@ func (n *Node) Export(_ context.Context, spec node.ExportSpec) error {
 		if err != nil {
 			return translate(err)
 		}
-		dev := storedev.New(h)
+		m, ok := n.meters[spec.Volume]
+		if !ok {
+			m = newMeter()
+			n.meters[spec.Volume] = m
+		}
+		dev := meteredDevice{Volume: storedev.New(h), m: m}
 		access := map[string]*node.CHAP{spec.InitiatorIQN: spec.CHAP}
 		err = n.tgt.AddTarget(target.TargetConfig{
 			IQN:    spec.TargetIQN,
@@ -295,8 +302,16 @@ func (n *Node) Stats(context.Context) (node.Stats, error) {
 	} else {
 		out.CapacityBytes = out.UsedBytes + uint64(max(st.FreeBytes, 0))
 	}
-	for _, v := range n.store.ListVolumes() {
-		out.Volumes = append(out.Volumes, node.VolumeStats{Name: v.Name, SizeBytes: v.Blocks * uint64(v.BlockSize)})
+	vols := n.store.ListVolumes()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, v := range vols {
+		size := v.Blocks * uint64(v.BlockSize)
+		if m, ok := n.meters[v.Name]; ok {
+			out.Volumes = append(out.Volumes, m.stats(v.Name, size))
+		} else {
+			out.Volumes = append(out.Volumes, node.VolumeStats{Name: v.Name, SizeBytes: size})
+		}
 	}
 	return out, nil
 }
