@@ -55,14 +55,14 @@ func (s *State) createVolume(c *CreateVolume) (any, error) {
 			if v != nil && name == c.Name && v.SizeBytes == c.SizeBytes && sameSource(v.Source, c.Source) && maps.Equal(v.Labels, c.Labels) {
 				return *v, nil
 			}
-			return nil, exists("request id %q was used for volume %q with other arguments", c.RequestID, name)
+			return nil, refuse(ErrAlreadyExists, "request id %q was already used for volume %q with other arguments", c.RequestID, name)
 		}
 	}
 	if _, ok := s.Volumes[c.Name]; ok {
 		return nil, exists("volume %q", c.Name)
 	}
 	if len(s.Volumes) >= s.Limits.MaxVolumes {
-		return nil, limit("volume count %d", s.Limits.MaxVolumes)
+		return nil, limit("at most %d volumes", s.Limits.MaxVolumes)
 	}
 	if c.Source != nil {
 		sn, ok := s.Snapshots[snapKey(c.Source.Volume, c.Source.Snapshot)]
@@ -187,7 +187,7 @@ func (s *State) createSnapshot(c *CreateSnapshot) (any, error) {
 		return nil, exists("snapshot %s@%s", c.Volume, c.Name)
 	}
 	if n := len(s.VolumeSnapshots(c.Volume)); n >= s.Limits.MaxSnapshotsPerVolume {
-		return nil, limit("snapshots per volume %d", s.Limits.MaxSnapshotsPerVolume)
+		return nil, limit("at most %d snapshots per volume", s.Limits.MaxSnapshotsPerVolume)
 	}
 	sn := &Snapshot{Volume: c.Volume, Name: c.Name, SizeBytes: v.SizeBytes, State: SnapshotCreating, CreateTime: c.Time}
 	s.Snapshots[snapKey(c.Volume, c.Name)] = sn
@@ -248,7 +248,7 @@ func (s *State) grantAccess(c *GrantAccess) (any, error) {
 	}
 	key := exportKey(c.Volume, c.InitiatorIQN)
 	if _, ok := s.Exports[key]; !ok && len(s.VolumeExports(c.Volume)) >= s.Limits.MaxExportsPerVolume {
-		return nil, limit("exports per volume %d", s.Limits.MaxExportsPerVolume)
+		return nil, limit("at most %d grants per volume", s.Limits.MaxExportsPerVolume)
 	}
 	e := &Export{Volume: c.Volume, InitiatorIQN: c.InitiatorIQN, TargetIQN: c.TargetIQN, Portal: c.Portal, CreateTime: c.Time}
 	if old, ok := s.Exports[key]; ok {

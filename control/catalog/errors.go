@@ -20,18 +20,32 @@ var (
 	ErrNotLeader = errors.New("not the raft leader")
 )
 
+// refusal is a refused command: its message says what and why; Unwrap
+// gives the sentinel that classifies it.
+type refusal struct {
+	msg  string
+	kind error
+}
+
+func (e *refusal) Error() string { return e.msg }
+func (e *refusal) Unwrap() error { return e.kind }
+
+func refuse(kind error, format string, a ...any) error {
+	return &refusal{msg: fmt.Sprintf(format, a...), kind: kind}
+}
+
 func notFound(format string, a ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), ErrNotFound)
+	return refuse(ErrNotFound, format+" not found", a...)
 }
 
 func exists(format string, a ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), ErrAlreadyExists)
+	return refuse(ErrAlreadyExists, format+" already exists", a...)
 }
 
 func precondition(format string, a ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), ErrFailedPrecondition)
+	return refuse(ErrFailedPrecondition, format, a...)
 }
 
 func limit(format string, a ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), ErrLimit)
+	return refuse(ErrLimit, "limit reached: "+format, a...)
 }

@@ -289,7 +289,9 @@ func (r *Reconciler) reconcile(ctx context.Context, errs map[Key]error) {
 			}
 			if err := d.CreateSnapshot(ctx, ref); err != nil {
 				errs[key] = err
-				r.apply(ctx, errs, key, catalog.SetSnapshotState{Volume: sn.Volume, Name: sn.Name, State: catalog.SnapshotError, Reason: err.Error()})
+				if sn.State != catalog.SnapshotError || sn.Reason != err.Error() {
+					r.apply(ctx, errs, key, catalog.SetSnapshotState{Volume: sn.Volume, Name: sn.Name, State: catalog.SnapshotError, Reason: err.Error()})
+				}
 				continue
 			}
 			r.apply(ctx, errs, key, catalog.SetSnapshotState{Volume: sn.Volume, Name: sn.Name, State: catalog.SnapshotReady})
