@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -135,5 +136,45 @@ func BenchmarkReadOverlay4K(b *testing.B) {
 		if err := v.ReadAt(ctx, buf, rng.Uint64N(span)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkWrite4KSnapshots is BenchmarkWrite4K on a volume that has 0 or
+// 100 snapshots, each taken after a round of overwrites: the write cost
+// must not depend on how many there are.
+func BenchmarkWrite4KSnapshots(b *testing.B) {
+	for _, n := range []int{0, 1, 100} {
+		b.Run(fmt.Sprintf("snapshots=%d", n), func(b *testing.B) {
+			s, v := benchStore(b)
+			ctx := context.Background()
+			blocks := v.Blocks()
+			p := make([]byte, 4096)
+			rng := rand.New(rand.NewPCG(9, 9))
+			for i := 0; i < n; i++ {
+				for k := 0; k < 64; k++ {
+					if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := s.CreateSnapshot(ctx, "bench", fmt.Sprint(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var seed atomic.Uint64
+			b.SetBytes(4096)
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+				p := make([]byte, 4096)
+				for pb.Next() {
+					if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -43,6 +43,13 @@
 //     sealed (its valid length recorded in the index with a synced commit),
 //     so only the newest segment can have a torn tail.
 //
+//  5. Creating a snapshot syncs the log and moves the overlay into the index
+//     first, so every version a snapshot sees is durable; later writes and
+//     trims keep the versions a snapshot still sees as preserved versions.
+//  6. Segment cleaning relocates live blocks through the writer, syncs them
+//     and commits their new locations (synced) before it removes a segment,
+//     under a lock every read holds from lookup to data read.
+//
 // Together: after any crash, every block reads either a value it held or a
 // newer value written before the crash, and every write covered by a
 // completed Flush (or written with FUA, or to a write-through volume) reads
@@ -55,6 +62,8 @@
 // block reads and verifies exactly that block. A mismatch returns a
 // *CorruptionError (errors.Is ErrCorrupt), is counted in Stats, and is never
 // returned as data.
+//
+// The formats and the full crash model are in docs/blockstore.md.
 //
 // This package must never import anything under target/ (layering): the
 // adapter to the SCSI Device interface lives in internal/storedev.
