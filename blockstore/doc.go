@@ -29,16 +29,19 @@
 //     the writer move the overlay into pebble, in one batch that also records
 //     the marker: the log position (segment, offset) up to which the index is
 //     complete, and the sequence number.
+//
 //  2. Trims (unmap, write zeroes) are written to the log and applied to
 //     pebble at once as a range deletion. Losing the log record in a crash
 //     while pebble kept the deletion leaves the range zero, which is the
 //     newer of the two states, so every block still reads old-or-new.
+//
 //  3. On Open the store replays the log from the marker to the end of the
 //     valid log (the first record that does not verify, or a segment's
 //     seal), applying records in log order. Replay is idempotent. Then it
 //     seals the last segment at its valid end and records the marker with a
 //     synced commit before it accepts writes, and appends only to a new
 //     segment, never after a possibly torn tail.
+//
 //  4. Before a new segment is created the previous one is fdatasync'ed and
 //     sealed (its valid length recorded in the index with a synced commit),
 //     so only the newest segment can have a torn tail.
@@ -46,6 +49,7 @@
 //  5. Creating a snapshot syncs the log and moves the overlay into the index
 //     first, so every version a snapshot sees is durable; later writes and
 //     trims keep the versions a snapshot still sees as preserved versions.
+//
 //  6. Segment cleaning relocates live blocks through the writer, syncs them
 //     and commits their new locations (synced) before it removes a segment,
 //     under a lock every read holds from lookup to data read.
