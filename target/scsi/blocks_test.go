@@ -80,10 +80,16 @@ func TestWriteSame(t *testing.T) {
 				t.Fatalf("thin=%v block %d not written", thin, 100+i)
 			}
 		}
-		// UNMAP bit with zero data deallocates (or zeroes).
-		expectGood(t, h.run(cdbRW10(opWriteSame10, 100, 10, wsUnmap), make([]byte, 512)))
-		if !isZero(h.dev.contents(100, 10)) {
-			t.Fatal("write same unmap left data")
+		// UNMAP=1 deallocates on a thin LU, whatever the data-out holds;
+		// a fully provisioned LU refuses it (LBPWS=0).
+		if thin {
+			expectGood(t, h.run(cdbRW10(opWriteSame10, 100, 10, wsUnmap), fill(512, 0xFF)))
+			if !isZero(h.dev.contents(100, 10)) {
+				t.Fatal("write same unmap left data")
+			}
+		} else {
+			expectSense(t, h.run(cdbRW10(opWriteSame10, 100, 10, wsUnmap), make([]byte, 512)), SenseIllegalRequest, ASCInvalidFieldInCDB)
+			expectGood(t, h.run(cdbRW10(opWriteSame10, 100, 10, 0), make([]byte, 512)))
 		}
 		// NDOB (16 only) writes zeros without data-out.
 		expectGood(t, h.run(cdbRW16(opWriteSame16, 200, 5, wsNDOB), nil))

@@ -32,7 +32,6 @@ func TestCDBChecks(t *testing.T) {
 		{"inquiry page without evpd", cdbInquiry(false, 0x80, 255), nil, SenseIllegalRequest, ASCInvalidFieldInCDB, []byte{0xC0, 0, 2}},
 		{"inquiry unknown vpd", cdbInquiry(true, 0x99, 255), nil, SenseIllegalRequest, ASCInvalidFieldInCDB, nil},
 		{"naca", []byte{0, 0, 0, 0, 0, controlNACA}, nil, SenseIllegalRequest, ASCInvalidFieldInCDB, []byte{0xCA, 0, 5}},
-		{"write partial-block data-out", cdbRW10(opWrite10, 0, 2, 0), fill(700, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
 		{"write same two-block data-out", cdbRW10(opWriteSame10, 0, 1, 0), fill(1024, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
 		{"compare and write short data-out", cdbCAW(0, 1), fill(512, 1), SenseIllegalRequest, ASCInvalidFieldInIU, nil},
 		{"mode sense saved", cdbModeSense6(pageCaching, 0, pcSaved, false, 255), nil, SenseIllegalRequest, ASCSavingParametersNotSupported, nil},
@@ -198,4 +197,11 @@ func TestWriteDataOutMismatch(t *testing.T) {
 	if got := h.dev.contents(0, 1); string(got) != string(fill(512, 'c')) {
 		t.Fatal("empty data-out changed the medium")
 	}
+	// A partial last block keeps the bytes that never arrived.
+	expectGood(t, h.run(cdbRW10(opWrite10, 0, 2, 0), fill(700, 'd')))
+	want := string(fill(700, 'd')) + string(fill(324, 'a'))
+	if got := h.dev.contents(0, 2); string(got) != want {
+		t.Fatal("partial block was not merged")
+	}
+	expectGood(t, h.run(cdbRW10(opWriteAndVerify10, 0, 2, 0x02), fill(600, 'e')))
 }

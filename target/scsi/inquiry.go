@@ -162,11 +162,8 @@ func (l *logicalUnit) inquiry(x *execCtx) checkCondition {
 	case vpdLBP:
 		b = make([]byte, 4+vpdLBPLen)
 		if l.unmapper != nil {
-			b[5] = lbpLBPU
+			b[5] = lbpLBPU | lbpLBPWS | lbpLBPWS10
 			b[6] = lbpProvThin
-		}
-		if l.unmapper != nil || l.zeroer != nil {
-			b[5] |= lbpLBPWS | lbpLBPWS10
 		}
 		b[5] |= lbpLBPRZ
 	default:

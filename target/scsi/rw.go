@@ -109,29 +109,46 @@ func (l *logicalUnit) write(ctx context.Context, x *execCtx) checkCondition {
 	if c := l.writable(x); !c.ok() {
 		return c
 	}
-	data, c := l.writeData(x, n)
-	if !c.ok() || len(data) == 0 {
-		return c
-	}
-	return l.writeBlocks(ctx, data, p.lba, p.flags&rwFUA != 0 || !x.mode.wce)
+	_, c := l.writeDelivered(ctx, x, p.lba, n, p.flags&rwFUA != 0 || !x.mode.wce)
+	return c
 }
 
-// writeData returns the data-out of a WRITE or WRITE AND VERIFY that asks
-// for n bytes, handling a transport that delivered a different amount the
-// way FCP-4 9.4.2 option (a) and libiscsi's residual tests want: more data
-// than the CDB asks for is cut to n (underflow), less is written as far as
-// it goes in whole blocks (overflow; the transport reports the residual).
-// A trailing partial block cannot be written and ends the command with
-// INVALID FIELD IN INFORMATION UNIT before anything is written.
-func (l *logicalUnit) writeData(x *execCtx, n int) ([]byte, checkCondition) {
+// writeDelivered writes the data-out of a WRITE or WRITE AND VERIFY that
+// asks for n bytes at lba and returns how many blocks it wrote. A
+// transport that delivered a different amount is handled the way FCP-4
+// 9.4.2 option (a) and libiscsi's residual tests want: more data than the
+// CDB asks for is cut to n (underflow), less is written as far as it goes
+// (overflow; the transport reports the residual). A trailing partial block
+// is merged with the block's current contents under an exclusive range
+// lock, so the bytes that never arrived keep their old value.
+func (l *logicalUnit) writeDelivered(ctx context.Context, x *execCtx, lba uint64, n int, fua bool) (uint64, checkCondition) {
 	d := x.cmd.DataOut
 	if len(d) >= n {
-		return d[:n], good
+		d = d[:n]
 	}
-	if len(d)%int(l.blockSize) != 0 {
-		return nil, errInvalidIU
+	if len(d) == 0 {
+		return 0, good
 	}
-	return d, good
+	bs := int(l.blockSize)
+	if len(d)%bs == 0 {
+		return uint64(len(d) / bs), l.writeBlocks(ctx, d, lba, fua)
+	}
+	blocks := uint64(len(d)/bs + 1)
+	buf := make([]byte, int(blocks)*bs)
+	last := buf[int(blocks-1)*bs:]
+	id, err := l.ranges.lock(ctx, lba, blocks, true)
+	if err != nil {
+		return 0, errAborted
+	}
+	defer l.ranges.unlock(id)
+	if err := l.dev.ReadAt(ctx, last, lba+blocks-1); err != nil {
+		return 0, deviceError(ctx, err, false)
+	}
+	copy(buf, d)
+	if err := l.dev.WriteAt(ctx, buf, lba, fua); err != nil {
+		return 0, deviceError(ctx, err, true)
+	}
+	return blocks, good
 }
 
 // writeBlocks writes data at lba under the shared range lock, so that
@@ -208,7 +225,8 @@ func (l *logicalUnit) compareRange(ctx context.Context, lba, blocks uint64, want
 				}
 			}
 		default:
-			if d := firstDiff(b, want[off:off+len(b)]); d >= 0 {
+			w := want[min(off, len(want)):min(off+len(b), len(want))]
+			if d := firstDiff(b[:len(w)], w); d >= 0 {
 				return newCheck(SenseMiscompare, ASCMiscompareDuringVerify).withInfo(uint64(off + d))
 			}
 		}
@@ -247,14 +265,14 @@ func (l *logicalUnit) writeAndVerify(ctx context.Context, x *execCtx) checkCondi
 	if c := l.writable(x); !c.ok() {
 		return c
 	}
-	data, c := l.writeData(x, n)
-	if !c.ok() || len(data) == 0 {
+	written, c := l.writeDelivered(ctx, x, p.lba, n, !x.mode.wce)
+	if !c.ok() || written == 0 {
 		return c
 	}
-	if c := l.writeBlocks(ctx, data, p.lba, !x.mode.wce); !c.ok() {
-		return c
-	}
-	return l.compareRange(ctx, p.lba, uint64(len(data))>>l.blockShift, data, false)
+	// Read back what was written; the merged tail of a partial last block
+	// is compared as far as the data-out reached.
+	d := x.cmd.DataOut[:min(len(x.cmd.DataOut), n)]
+	return l.compareRange(ctx, p.lba, written, d, false)
 }
 
 // preFetch serves PRE-FETCH(10/16). The device has no separate cache to

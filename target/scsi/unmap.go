@@ -8,6 +8,7 @@ const (
 	wsUnmap         = 0x08
 	wsNDOB          = 0x01
 	wsAnchorBit     = 4
+	wsUnmapBit      = 3
 	wsNDOBBit       = 0
 	unmapAnchor     = 0x01
 	unmapHeaderLen  = 8
@@ -35,6 +36,11 @@ func (l *logicalUnit) writeSame(ctx context.Context, x *execCtx) checkCondition 
 	ndob := cdb[0] == opWriteSame16 && p.flags&wsNDOB != 0
 	if cdb[0] == opWriteSame10 && p.flags&wsNDOB != 0 {
 		return invalidCDB(1, wsNDOBBit)
+	}
+	if p.flags&wsUnmap != 0 && l.unmapper == nil {
+		// LBPWS=0 on a fully provisioned LU: nothing can be unmapped, and
+		// an initiator that saw UNMAP=1 succeed would expect LBPME=1.
+		return invalidCDB(1, wsUnmapBit)
 	}
 	if p.flags&wsAnchor != 0 {
 		// ANC_SUP=0: we have no anchored state.
@@ -78,7 +84,7 @@ func (l *logicalUnit) writeSame(ctx context.Context, x *execCtx) checkCondition 
 	switch {
 	case unmap && l.zeroer != nil:
 		err = l.zeroer.WriteZeroes(ctx, p.lba, p.blocks, true)
-	case unmap && l.unmapper != nil:
+	case unmap:
 		err = l.unmapper.Unmap(ctx, p.lba, p.blocks)
 	case zero && l.zeroer != nil:
 		err = l.zeroer.WriteZeroes(ctx, p.lba, p.blocks, false)
