@@ -8,49 +8,47 @@ import (
 	wire "github.com/vbs-storage/vbs/target/iscsi"
 )
 
-// Text keys this initiator sends or understands (RFC 7143 section 13).
+// Text keys and values this initiator sends or understands (RFC 7143
+// sections 12 and 13), named by the codec.
 const (
-	keyAuthMethod           = "AuthMethod"
-	keyHeaderDigest         = "HeaderDigest"
-	keyDataDigest           = "DataDigest"
-	keyMaxConnections       = "MaxConnections"
-	keySendTargets          = "SendTargets"
-	keyTargetName           = "TargetName"
-	keyInitiatorName        = "InitiatorName"
-	keyTargetAlias          = "TargetAlias"
-	keyInitiatorAlias       = "InitiatorAlias"
-	keyTargetAddress        = "TargetAddress"
-	keyTargetPortalGroupTag = "TargetPortalGroupTag"
-	keyInitialR2T           = "InitialR2T"
-	keyImmediateData        = "ImmediateData"
-	keyMaxRecvDSL           = "MaxRecvDataSegmentLength"
-	keyMaxBurstLength       = "MaxBurstLength"
-	keyFirstBurstLength     = "FirstBurstLength"
-	keyDefaultTime2Wait     = "DefaultTime2Wait"
-	keyDefaultTime2Retain   = "DefaultTime2Retain"
-	keyMaxOutstandingR2T    = "MaxOutstandingR2T"
-	keyDataPDUInOrder       = "DataPDUInOrder"
-	keyDataSequenceInOrder  = "DataSequenceInOrder"
-	keyErrorRecoveryLevel   = "ErrorRecoveryLevel"
-	keySessionType          = "SessionType"
+	keyAuthMethod           = wire.KeyAuthMethod
+	keyHeaderDigest         = wire.KeyHeaderDigest
+	keyDataDigest           = wire.KeyDataDigest
+	keyMaxConnections       = wire.KeyMaxConnections
+	keySendTargets          = wire.KeySendTargets
+	keyTargetName           = wire.KeyTargetName
+	keyInitiatorName        = wire.KeyInitiatorName
+	keyTargetAlias          = wire.KeyTargetAlias
+	keyInitiatorAlias       = wire.KeyInitiatorAlias
+	keyTargetAddress        = wire.KeyTargetAddress
+	keyTargetPortalGroupTag = wire.KeyTargetPortalGroupTag
+	keyInitialR2T           = wire.KeyInitialR2T
+	keyImmediateData        = wire.KeyImmediateData
+	keyMaxRecvDSL           = wire.KeyMaxRecvDataSegmentLength
+	keyMaxBurstLength       = wire.KeyMaxBurstLength
+	keyFirstBurstLength     = wire.KeyFirstBurstLength
+	keyDefaultTime2Wait     = wire.KeyDefaultTime2Wait
+	keyDefaultTime2Retain   = wire.KeyDefaultTime2Retain
+	keyMaxOutstandingR2T    = wire.KeyMaxOutstandingR2T
+	keyDataPDUInOrder       = wire.KeyDataPDUInOrder
+	keyDataSequenceInOrder  = wire.KeyDataSequenceInOrder
+	keyErrorRecoveryLevel   = wire.KeyErrorRecoveryLevel
+	keySessionType          = wire.KeySessionType
 
-	keyChapA = "CHAP_A"
-	keyChapI = "CHAP_I"
-	keyChapC = "CHAP_C"
-	keyChapN = "CHAP_N"
-	keyChapR = "CHAP_R"
-)
+	keyChapA = wire.KeyChapA
+	keyChapI = wire.KeyChapI
+	keyChapC = wire.KeyChapC
+	keyChapN = wire.KeyChapN
+	keyChapR = wire.KeyChapR
 
-// Key values.
-const (
-	valueYes       = "Yes"
-	valueNo        = "No"
-	valueNone      = "None"
-	valueCRC32C    = "CRC32C"
-	valueCHAP      = "CHAP"
-	valueAll       = "All"
-	valueNormal    = "Normal"
-	valueDiscovery = "Discovery"
+	valueYes       = wire.ValueYes
+	valueNo        = wire.ValueNo
+	valueNone      = wire.ValueNone
+	valueCRC32C    = wire.ValueCRC32C
+	valueCHAP      = wire.ValueCHAP
+	valueAll       = wire.ValueAll
+	valueNormal    = wire.ValueNormal
+	valueDiscovery = wire.ValueDiscovery
 )
 
 // RFC 7143 defaults (section 13) used when a key is not negotiated.
