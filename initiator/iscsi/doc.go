@@ -14,6 +14,14 @@
 // allocate memory sized by a value it chose.
 //
 // Goroutines: a Session owns exactly one reader goroutine. Close stops it
-// and waits for it; writes happen on the caller's goroutine (or the
-// reader's, for the few PDUs the protocol requires it to answer).
+// and waits for it. Requests and Data-Out are written on the goroutine
+// that issued them (Command.Wait sends the data R2Ts ask for); the reader
+// writes only the PDUs the protocol makes it answer at once (NOP-Out for a
+// target ping, Logout Request for an Async logout request). This relies on
+// the target reading while it writes, as every target with separate
+// receive and transmit paths does.
+//
+// Error recovery level 0 only: a digest error, a protocol violation or a
+// lost connection fails the whole session (ErrSessionClosed); callers
+// re-dial.
 package iscsi

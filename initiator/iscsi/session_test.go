@@ -659,3 +659,59 @@ func TestDialSilentTarget(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestTextContinuation checks a text exchange the target splits across
+// responses: the continuation request carries the same ITT and the
+// target's TTT, and the keys are joined.
+func TestTextContinuation(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s, w := unitSession(t, unitParams())
+	type result struct {
+		kvs []wire.KV
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		kvs, err := s.text(context.Background(), wire.AppendText(nil, keySendTargets, valueAll))
+		res <- result{kvs, err}
+	}()
+	next := func() wire.PDU {
+		timeout := time.After(10 * time.Second)
+		for {
+			if out := w.pdus(t, &s.params); len(out) > 0 {
+				if len(out) != 1 {
+					t.Fatalf("%d PDUs sent, want 1", len(out))
+				}
+				return out[0]
+			}
+			select {
+			case <-w.wrote:
+			case <-timeout:
+				t.Fatal("no text request sent")
+			}
+		}
+	}
+	first := next()
+	if first.Opcode() != wire.OpTextReq || !first.Final() || first.TTT() != wire.ReservedITT || string(first.Data) != "SendTargets=All\x00" {
+		t.Fatalf("first request % x %q", first.BHS[:], first.Data)
+	}
+	part := targetPDU(wire.OpTextResp, first.ITT(), wire.FlagContinue)
+	part.SetTTT(0x33)
+	part.Data = []byte("TargetName=iqn.a\x00TargetAdd")
+	if err := s.handle(part); err != nil {
+		t.Fatal(err)
+	}
+	cont := next()
+	if cont.ITT() != first.ITT() || cont.TTT() != 0x33 || len(cont.Data) != 0 || cont.CmdSN() != first.CmdSN()+1 {
+		t.Fatalf("continuation % x", cont.BHS[:])
+	}
+	last := targetPDU(wire.OpTextResp, first.ITT(), wire.FlagFinal)
+	last.Data = []byte("ress=10.0.0.1:3260,1\x00")
+	if err := s.handle(last); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil || len(r.kvs) != 2 || r.kvs[1] != kv(keyTargetAddress, "10.0.0.1:3260,1") {
+		t.Fatalf("text result %v %v", r.kvs, r.err)
+	}
+}
