@@ -286,6 +286,43 @@ func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
 	return nil
 }
 
+// RemoveServer removes a server from the raft configuration (leader
+// only), so that a node that left on purpose no longer counts toward
+// quorum.
+func (s *Store) RemoveServer(ctx context.Context, id string) error {
+	if err := s.raft.RemoveServer(raft.ServerID(id), 0, DefaultApplyTimeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fmt.Errorf("remove server %s: %w", id, ErrNotLeader)
+		}
+		return fmt.Errorf("remove server %s: %w", id, err)
+	}
+	return nil
+}
+
+// TransferLeadership hands leadership to another voter (leader only), so
+// that a leader can leave the cluster without an election timeout.
+func (s *Store) TransferLeadership() error {
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("transfer raft leadership: %w", err)
+	}
+	return nil
+}
+
+// Voters lists the ids of the voters in the latest raft configuration.
+func (s *Store) Voters() ([]string, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+	var ids []string
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			ids = append(ids, string(srv.ID))
+		}
+	}
+	return ids, nil
+}
+
 // Snapshot forces a raft snapshot (log compaction); for tests and tools.
 func (s *Store) Snapshot() error {
 	if err := s.raft.Snapshot().Error(); err != nil {

@@ -68,6 +68,9 @@ type Membership struct {
 	log    *slog.Logger
 	wg     sync.WaitGroup
 	done   chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start creates the local member: a lone one-node cluster until Join.
@@ -187,19 +190,21 @@ func status(s serf.MemberStatus) Status {
 }
 
 // Close leaves the cluster gracefully, shuts Serf down and waits for the
-// event goroutine.
+// event goroutine. Later calls return the first call's result.
 func (m *Membership) Close() error {
-	lerr := m.serf.Leave()
-	err := m.serf.Shutdown()
-	close(m.done)
-	m.wg.Wait()
-	if err != nil {
-		return fmt.Errorf("serf shutdown: %w", err)
-	}
-	if lerr != nil {
-		return fmt.Errorf("serf leave: %w", lerr)
-	}
-	return nil
+	m.closeOnce.Do(func() {
+		lerr := m.serf.Leave()
+		err := m.serf.Shutdown()
+		close(m.done)
+		m.wg.Wait()
+		switch {
+		case err != nil:
+			m.closeErr = fmt.Errorf("serf shutdown: %w", err)
+		case lerr != nil:
+			m.closeErr = fmt.Errorf("serf leave: %w", lerr)
+		}
+	})
+	return m.closeErr
 }
 
 type slogWriter struct{ log *slog.Logger }

@@ -27,7 +27,14 @@ func TestLoneMemberThenJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	defer func() {
+		if err := a.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := a.Close(); err != nil { // idempotent
+			t.Error(err)
+		}
+	}()
 	if ms := a.Members(); len(ms) != 1 || ms[0].Name != "a" || ms[0].Status != StatusAlive || ms[0].Tags[TagAPI] != "127.0.0.1:1" {
 		t.Fatalf("lone member = %+v", ms)
 	}

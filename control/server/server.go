@@ -76,6 +76,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		stop()
 		wg.Wait()
 		var errs []error
+		if mem != nil && st != nil {
+			leaveRaft(st, mem, cfg.NodeName, log)
+		}
 		if mem != nil {
 			errs = append(errs, mem.Close())
 		}
@@ -166,7 +169,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	})
 	wg.Add(2)
 	go func() { defer wg.Done(); rec.Run(runCtx) }()
-	go func() { defer wg.Done(); addVoters(runCtx, st, mem, log) }()
+	go func() { defer wg.Done(); manageVoters(runCtx, st, mem, cfg.NodeName, log) }()
 
 	// 5. API.
 	a := api.New(api.Config{
@@ -266,16 +269,22 @@ func nodeInfos(ms []membership.Member) []reconcile.NodeInfo {
 	return out
 }
 
-// voterCheckInterval is how often the leader looks for members that are
-// not raft voters yet (membership hints also trigger a look).
-const voterCheckInterval = 5 * time.Second
+// voterCheckInterval is how often the leader compares Serf members with
+// raft voters; a leaving node waits up to leaveTimeout for the leader to
+// remove it.
+const (
+	voterCheckInterval = time.Second
+	leaveTimeout       = 10 * time.Second
+)
 
-// addVoters makes every alive Serf member a raft voter, while leader.
-// Membership says who is there; raft decides who votes.
-func addVoters(ctx context.Context, st *catalog.Store, mem *membership.Membership, log *slog.Logger) {
+// manageVoters, while leader, makes every alive Serf member a raft voter
+// and removes voters that left on purpose, so that a graceful leave never
+// costs the cluster its quorum. Membership says who is there; raft
+// decides who votes. Failed (not left) members stay voters: they may
+// come back.
+func manageVoters(ctx context.Context, st *catalog.Store, mem *membership.Membership, self string, log *slog.Logger) {
 	t := time.NewTicker(voterCheckInterval)
 	defer t.Stop()
-	added := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -285,16 +294,63 @@ func addVoters(ctx context.Context, st *catalog.Store, mem *membership.Membershi
 		if !st.IsLeader() {
 			continue
 		}
+		voters, err := st.Voters()
+		if err != nil {
+			continue
+		}
+		isVoter := map[string]bool{}
+		for _, v := range voters {
+			isVoter[v] = true
+		}
 		for _, m := range mem.Members() {
 			raftAddr := m.Tags[membership.TagRaft]
-			if m.Status != membership.StatusAlive || raftAddr == "" || added[m.Name] {
-				continue
+			switch {
+			case m.Name == self || raftAddr == "":
+			case m.Status == membership.StatusAlive && !isVoter[m.Name]:
+				if err := st.AddVoter(ctx, m.Name, raftAddr); err != nil {
+					log.Warn("add raft voter", "member", m.Name, "err", err)
+				}
+			case (m.Status == membership.StatusLeft || m.Status == membership.StatusLeaving) && isVoter[m.Name]:
+				if err := st.RemoveServer(ctx, m.Name); err != nil {
+					log.Warn("remove raft voter", "member", m.Name, "err", err)
+				}
 			}
-			if err := st.AddVoter(ctx, m.Name, raftAddr); err != nil {
-				log.Warn("add raft voter", "member", m.Name, "err", err)
-				continue
-			}
-			added[m.Name] = true
 		}
 	}
+}
+
+// leaveRaft is called on shutdown before the catalog closes: a node in a
+// cluster of several voters hands over leadership if it has it, announces
+// its leave through Serf, and waits (bounded) until the leader has removed
+// it from the voters.
+func leaveRaft(st *catalog.Store, mem *membership.Membership, self string, log *slog.Logger) {
+	voters, err := st.Voters()
+	if err != nil || len(voters) < 2 {
+		return
+	}
+	if st.IsLeader() {
+		if err := st.TransferLeadership(); err != nil {
+			log.Warn("leaving as leader", "err", err)
+			return
+		}
+	}
+	if err := mem.Close(); err != nil {
+		log.Warn("serf leave", "err", err)
+	}
+	deadline := time.Now().Add(leaveTimeout)
+	for time.Now().Before(deadline) {
+		voters, err := st.Voters()
+		if err != nil {
+			return
+		}
+		still := false
+		for _, v := range voters {
+			still = still || v == self
+		}
+		if !still {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // waiting on another node, bounded
+	}
+	log.Warn("left the cluster without being removed from the raft voters", "timeout", leaveTimeout)
 }

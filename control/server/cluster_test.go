@@ -1,0 +1,148 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	vbsv1 "github.com/vbs-storage/vbs/proto/gen/vbs/v1"
+	"github.com/vbs-storage/vbs/proto/gen/vbs/v1/vbsv1connect"
+)
+
+type testNode struct {
+	addrs  Addrs
+	token  string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startNode(t *testing.T, name string, join []string) *testNode {
+	t.Helper()
+	dir := t.TempDir()
+	ready := make(chan Addrs, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &testNode{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		n.done <- Run(ctx, Config{
+			DataDir: dir, NodeName: name, APIListen: "127.0.0.1:0", ISCSIListen: "127.0.0.1:0",
+			RaftListen: "127.0.0.1:0", SerfListen: "127.0.0.1:0", Join: join,
+			ElectionTimeout: 100 * time.Millisecond, ReconcileInterval: 200 * time.Millisecond,
+			Ready: func(a Addrs) { ready <- a },
+		}, nil)
+	}()
+	select {
+	case n.addrs = <-ready:
+	case err := <-n.done:
+		t.Fatalf("Run %s: %v", name, err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s not started", name)
+	}
+	tok, err := ReadToken(filepath.Join(dir, TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.token = tok
+	return n
+}
+
+func (n *testNode) stop(t *testing.T) {
+	t.Helper()
+	n.cancel()
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("node did not stop")
+	}
+}
+
+func authed[T any](msg *T, token string) *connect.Request[T] {
+	r := connect.NewRequest(msg)
+	r.Header().Set("Authorization", "Bearer "+token)
+	return r
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling other nodes, bounded
+	}
+}
+
+// TestJoinAndLeave grows a one-node cluster to two with --join, checks the
+// catalog replicates, then stops the second node and checks the first
+// still accepts writes (the leaver was removed from the raft voters, so
+// quorum was not lost).
+func TestJoinAndLeave(t *testing.T) {
+	a := startNode(t, "a", nil)
+	defer a.stop(t)
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	av := vbsv1connect.NewVolumeServiceClient(hc, "http://"+a.addrs.API)
+	an := vbsv1connect.NewNodeServiceClient(hc, "http://"+a.addrs.API)
+	ctx := context.Background()
+	eventually(t, "a leads", func() bool {
+		_, err := av.CreateVolume(ctx, authed(&vbsv1.CreateVolumeRequest{Name: "v1", SizeBytes: 1 << 30}, a.token))
+		return err == nil
+	})
+
+	b := startNode(t, "b", []string{a.addrs.Serf})
+	bv := vbsv1connect.NewVolumeServiceClient(hc, "http://"+b.addrs.API)
+	eventually(t, "b has the catalog", func() bool {
+		r, err := bv.GetVolume(ctx, authed(&vbsv1.GetVolumeRequest{Name: "v1"}, b.token))
+		return err == nil && r.Msg.Volume.Name == "v1"
+	})
+	eventually(t, "two alive nodes", func() bool {
+		r, err := an.ListNodes(ctx, authed(&vbsv1.ListNodesRequest{}, a.token))
+		return err == nil && len(r.Msg.Nodes) == 2 && r.Msg.Nodes[1].State == vbsv1.NodeState_NODE_STATE_ALIVE
+	})
+	// A follower refuses writes and names the leader.
+	if _, err := bv.CreateVolume(ctx, authed(&vbsv1.CreateVolumeRequest{Name: "v2", SizeBytes: 1 << 30}, b.token)); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("write on follower = %v", err)
+	}
+
+	b.stop(t)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := av.CreateVolume(wctx, authed(&vbsv1.CreateVolumeRequest{Name: "v3", SizeBytes: 1 << 30}, a.token)); err != nil {
+		t.Fatalf("write after b left: %v", err)
+	}
+}
+
+// TestLeaderLeaves stops the node that bootstrapped (and leads) a
+// two-node cluster: it hands leadership over and is removed, and the
+// remaining node keeps accepting writes.
+func TestLeaderLeaves(t *testing.T) {
+	a := startNode(t, "a", nil)
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	av := vbsv1connect.NewVolumeServiceClient(hc, "http://"+a.addrs.API)
+	ctx := context.Background()
+	eventually(t, "a leads", func() bool {
+		_, err := av.CreateVolume(ctx, authed(&vbsv1.CreateVolumeRequest{Name: "v1", SizeBytes: 1 << 30}, a.token))
+		return err == nil
+	})
+	b := startNode(t, "b", []string{a.addrs.Serf})
+	defer b.stop(t)
+	bv := vbsv1connect.NewVolumeServiceClient(hc, "http://"+b.addrs.API)
+	// b holds the catalog only once the leader made it a voter.
+	eventually(t, "b is a voter", func() bool {
+		_, err := bv.GetVolume(ctx, authed(&vbsv1.GetVolumeRequest{Name: "v1"}, b.token))
+		return err == nil
+	})
+	a.stop(t)
+	eventually(t, "b accepts writes alone", func() bool {
+		_, err := bv.CreateVolume(ctx, authed(&vbsv1.CreateVolumeRequest{Name: "v2", SizeBytes: 1 << 30}, b.token))
+		return err == nil
+	})
+}
