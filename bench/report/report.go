@@ -58,6 +58,10 @@ type Row struct {
 	BandwidthBytes float64       `json:"bandwidth_bytes_per_sec"`
 	P50            time.Duration `json:"clat_p50_ns"`
 	P99            time.Duration `json:"clat_p99_ns"`
+	// Syncs and SyncP99 are the medians of the SYNCHRONIZE CACHE count and
+	// latency p99; zero for jobs that do not flush.
+	Syncs   int64         `json:"syncs,omitempty"`
+	SyncP99 time.Duration `json:"sync_p99_ns,omitempty"`
 }
 
 // Ratio compares VBS with tgt for one job and VBS LUN kind. Each field is
@@ -142,6 +146,8 @@ func Summarize(samples []Sample, jobOrder, lunOrder []string) []Row {
 			BandwidthBytes: median(g, func(s Sample) float64 { return s.BandwidthBytes }),
 			P50:            time.Duration(median(g, func(s Sample) float64 { return float64(s.P50) })),
 			P99:            time.Duration(median(g, func(s Sample) float64 { return float64(s.P99) })),
+			Syncs:          int64(median(g, func(s Sample) float64 { return float64(s.Syncs) })),
+			SyncP99:        time.Duration(median(g, func(s Sample) float64 { return float64(s.SyncP99) })),
 		})
 	}
 	return rows
@@ -258,6 +264,10 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString("IOPS above 1 and latency below 1 mean VBS does better.\n\n")
 		b.WriteString(RatiosTable(r.Ratios))
 	}
+	if t := SyncTable(r.Rows); t != "" {
+		b.WriteString("\n## SYNCHRONIZE CACHE (jobs that flush)\n\n")
+		b.WriteString(t)
+	}
 	_, err := io.WriteString(w, b.String())
 	if err != nil {
 		return fmt.Errorf("write markdown: %w", err)
@@ -297,6 +307,23 @@ func RatiosTable(ratios []Ratio) string {
 	for _, q := range ratios {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n",
 			q.Job, q.LUN, q.BaseLUN, formatRatio(q.IOPS), formatRatio(q.P50), formatRatio(q.P99))
+	}
+	return b.String()
+}
+
+// SyncTable renders the flush count and p99 flush latency of the rows
+// whose jobs flush; it is empty when none does.
+func SyncTable(rows []Row) string {
+	var b strings.Builder
+	for _, r := range rows {
+		if r.Syncs == 0 {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("| job | target | LUN | flushes | flush p99 µs |\n")
+			b.WriteString("|---|---|---|---:|---:|\n")
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s |\n", r.Job, r.Target, r.LUN, r.Syncs, formatMicros(r.SyncP99))
 	}
 	return b.String()
 }

@@ -19,6 +19,11 @@ func sample(job, target, lun string, run int, iops float64, p50, p99 time.Durati
 
 const us = time.Microsecond
 
+func withSyncs(s Sample, n int64, p99 time.Duration) Sample {
+	s.Direction, s.Syncs, s.SyncP99 = "write", n, p99
+	return s
+}
+
 func TestSummarizeMedianAndOrder(t *testing.T) {
 	samples := []Sample{
 		sample("b", TargetVBS, LUNNull, 1, 300, 30*us, 90*us),
@@ -94,8 +99,10 @@ func goldenReport() Report {
 		sample("randread-4k-qd1", TargetVBS, LUNNull, 2, 28000, 32*us, 75*us),
 		sample("randread-4k-qd1", TargetTGT, LUNFile, 1, 10000, 90*us, 200*us),
 		sample("randread-4k-qd1", TargetVBS, LUNStore, 1, 12500, 80*us, 150*us),
+		withSyncs(sample("randwrite-4k-qd1-fsync8", TargetTGT, LUNFile, 1, 3000, 60*us, 2000*us), 3750, 8000*us),
+		withSyncs(sample("randwrite-4k-qd1-fsync8", TargetVBS, LUNStore, 1, 9000, 40*us, 120*us), 11250, 110*us),
 	}
-	return New(meta, samples, []string{"randread-4k-qd1"}, []string{LUNNull, LUNFile, LUNStore})
+	return New(meta, samples, []string{"randread-4k-qd1", "randwrite-4k-qd1-fsync8"}, []string{LUNNull, LUNFile, LUNStore})
 }
 
 func TestMarkdownGolden(t *testing.T) {

@@ -131,6 +131,11 @@ func (f fioRunner) run(ctx context.Context, job, url string, timeout time.Durati
 	return rep, nil
 }
 
+// durationArg formats d the way fio's time options accept (whole ms).
+func durationArg(d time.Duration) string {
+	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
+
 // jobTimeout is how long a measured job may take in all.
 func (f fioRunner) jobTimeout() time.Duration { return f.runtime + f.ramp + fioSlack }
 

@@ -108,3 +108,11 @@ func TestResultBaseAndCPUModel(t *testing.T) {
 		t.Errorf("cpuModel(empty) = %q", got)
 	}
 }
+
+func TestDurationArg(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "0ms", 1500 * time.Millisecond: "1500ms", 10 * time.Second: "10000ms"} {
+		if got := durationArg(d); got != want {
+			t.Errorf("durationArg(%v) = %s, want %s", d, got, want)
+		}
+	}
+}

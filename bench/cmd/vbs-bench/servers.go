@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/vbs-storage/vbs/bench/report"
 )
@@ -260,8 +259,3 @@ var (
 	_ server = (*tgtServer)(nil)
 	_ server = (*vbsServer)(nil)
 )
-
-// durationArg formats d the way fio's time options accept (whole ms).
-func durationArg(d time.Duration) string {
-	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-}
