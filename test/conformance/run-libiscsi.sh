@@ -89,7 +89,10 @@ echo "run-libiscsi: tests total=$total ran=$ran passed=$passed failed=$failed in
 status=0
 if [[ $failed != 0 ]]; then
 	echo "run-libiscsi: FAILED tests:" >&2
-	grep -E '^ *Test: .*FAILED|^Suite:' "$work/cu.log" | grep -B1 FAILED | grep -v '^--' >&2 || true
+	# CUnit prints "Suite: S", then "  Test: T ..." and, possibly after
+	# the test's own messages, a line starting with FAILED.
+	awk '/^Suite: /{suite=$2} /^  Test: /{test=$2; if ($0 ~ /\.\.\.FAILED/) print "  " suite "." test}
+		/^FAILED/{print "  " suite "." test}' "$work/cu.log" | sort -u >&2
 	status=1
 fi
 if [[ $target_status != 0 ]]; then
