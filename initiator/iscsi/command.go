@@ -85,7 +85,7 @@ func (s *Session) Start(ctx context.Context, lun uint64, cdb, dataOut, dataIn []
 	}
 	t := s.getTask(taskSCSI)
 	t.lun = lun
-	t.cdbLen = copy(t.cdb[:], cdb)
+	copy(t.cdb[:], cdb)
 	t.dataOut = dataOut
 	t.dataIn = dataIn
 	if err := s.submit(ctx, t); err != nil {
@@ -355,7 +355,6 @@ func (s *Session) text(ctx context.Context, req []byte) ([]wire.KV, error) {
 		}
 		t.mu.Lock()
 		final := t.textFinal
-		t.textStep = false
 		t.mu.Unlock()
 		if final {
 			break

@@ -249,7 +249,6 @@ func (s *Session) onText(p *wire.PDU) error {
 	t.text = append(t.text, p.Data...)
 	t.textTTT = p.TTT()
 	t.textFinal = final
-	t.textStep = true
 	if !final {
 		t.wake()
 	}

@@ -49,7 +49,6 @@ type task struct {
 
 	// Request fields (owner-written before submit, read-only after).
 	cdb     [16]byte
-	cdbLen  int
 	dataOut []byte
 	// tmf fields.
 	tmfFunc   TMFunction
@@ -81,7 +80,6 @@ type task struct {
 	// text exchange state.
 	text      []byte
 	textFinal bool
-	textStep  bool
 }
 
 func newTask() *task {
