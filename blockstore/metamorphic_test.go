@@ -71,6 +71,14 @@ type metaRun struct {
 	handles map[string]*Volume
 	m       *model
 	tag     uint64
+	marks   map[string]mark
+}
+
+// mark is a volume's sequence number and contents at one point, for
+// ChangedSince.
+type mark struct {
+	seq  uint64
+	data map[uint64][]byte
 }
 
 func runMetamorphic(t *testing.T, seed uint64, cfg metaConfig) {
@@ -80,6 +88,7 @@ func runMetamorphic(t *testing.T, seed uint64, cfg metaConfig) {
 		t: t, ctx: context.Background(), cfg: cfg, fs: vfs.NewMem(),
 		opts:    Options{SegmentSize: cfg.segSize, MaxDirty: cfg.maxDirty, MaxRecordBytes: cfg.recBytes},
 		handles: make(map[string]*Volume),
+		marks:   make(map[string]mark),
 		m:       &model{bs: cfg.blockSize, blocks: 48, vols: make(map[string]*modelVol)},
 		tag:     seed << 40,
 	}
@@ -125,6 +134,7 @@ func runMetamorphic(t *testing.T, seed uint64, cfg metaConfig) {
 			if len(mv.order) > 0 {
 				r.diff(vol, mv.order[rng.IntN(len(mv.order))])
 			}
+			r.changedSince(vol)
 		case x < 90:
 			if _, err := r.s.CollectGarbage(r.ctx, 1+rng.IntN(4), []float64{0.5, 1}[rng.IntN(2)], 0); err != nil {
 				t.Fatalf("gc: %v", err)
@@ -334,6 +344,36 @@ func (r *metaRun) diff(vol, snap string) {
 			r.t.Fatalf("diff %q from %q misses changed lba %d (extents %v)", vol, snap, lba, ext)
 		}
 	}
+}
+
+// changedSince checks ChangedSince against the volume's last mark, then
+// marks the volume again.
+func (r *metaRun) changedSince(vol string) {
+	r.t.Helper()
+	mv := r.m.vols[vol]
+	if mk, ok := r.marks[vol]; ok {
+		ext, err := r.s.ChangedSince(r.ctx, vol, mk.seq)
+		if err != nil {
+			r.t.Fatalf("changed since %d on %q: %v", mk.seq, vol, err)
+		}
+		for lba := uint64(0); lba < r.m.blocks; lba++ {
+			if bytes.Equal(mk.data[lba], mv.data[lba]) {
+				continue
+			}
+			ok := false
+			for _, e := range ext {
+				ok = ok || (lba >= e.LBA && lba < e.LBA+e.Blocks)
+			}
+			if !ok {
+				r.t.Fatalf("changed since %d on %q misses lba %d (extents %v)", mk.seq, vol, lba, ext)
+			}
+		}
+	}
+	info, err := r.s.StatVolume(vol)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.marks[vol] = mark{seq: info.Seq, data: maps.Clone(mv.data)}
 }
 
 func (r *metaRun) expect(what string, want []byte, got []byte) {

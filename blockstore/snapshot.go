@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -284,6 +285,7 @@ func (s *Store) RevertVolume(ctx context.Context, volume, snapshot string) error
 				w.ib.PutVersion(v.id, index.Version{LBA: mp.LBA, Loc: mp.Loc, Superseded: r})
 			}
 			w.ib.DeleteRange(v.id, mp.LBA, 1)
+			w.ib.PutTrim(v.id, index.Trim{Seq: r, LBA: mp.LBA, Blocks: 1})
 			return true
 		})
 		if err != nil {
@@ -404,6 +406,63 @@ func (s *Store) Diff(ctx context.Context, volume, from, to string) ([]Extent, er
 		return nil, fmt.Errorf("diff %q: %w", volume, err)
 	}
 	return out, nil
+}
+
+// ChangedSince returns the extents of the live volume written or trimmed
+// after store sequence number seq (see Volume.Seq): what a replica that was
+// current at seq must copy to catch up. Like Diff it is a superset: a block
+// changed and changed back is included.
+func (s *Store) ChangedSince(ctx context.Context, volume string, seq uint64) ([]Extent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := s.volume(volume)
+	if err != nil {
+		return nil, fmt.Errorf("changed since: %w", err)
+	}
+	var out []Extent
+	err = s.run(v, func(w *writer) error {
+		if err := w.syncLog(false); err != nil {
+			return err
+		}
+		var lbas []uint64
+		if err := s.idx.Scan(v.id, 0, liveView, func(m index.Mapping) bool {
+			if m.Loc.Seq > seq {
+				lbas = append(lbas, m.LBA)
+			}
+			return true
+		}); err != nil {
+			return err
+		}
+		var trims []Extent
+		if err := s.idx.ScanTrims(v.id, seq, func(t index.Trim) bool {
+			trims = append(trims, Extent{LBA: t.LBA, Blocks: t.Blocks})
+			return true
+		}); err != nil {
+			return err
+		}
+		out = mergeExtents(extents(lbas), trims)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("changed since %d on %q: %w", seq, volume, err)
+	}
+	return out, nil
+}
+
+// mergeExtents returns the union of a and b, sorted and coalesced.
+func mergeExtents(a, b []Extent) []Extent {
+	all := append(slices.Clone(a), b...)
+	slices.SortFunc(all, func(x, y Extent) int { return cmp.Compare(x.LBA, y.LBA) })
+	var out []Extent
+	for _, e := range all {
+		if n := len(out); n > 0 && e.LBA <= out[n-1].LBA+out[n-1].Blocks {
+			out[n-1].Blocks = max(out[n-1].Blocks, e.LBA+e.Blocks-out[n-1].LBA)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // extents sorts and coalesces block numbers into runs.

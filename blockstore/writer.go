@@ -414,6 +414,7 @@ func (w *writer) applyPend() error {
 			}
 		}
 		w.ib.DeleteRange(p.vol.id, p.lba, p.n)
+		w.ib.PutTrim(p.vol.id, index.Trim{Seq: p.loc.Seq, LBA: p.lba, Blocks: p.n})
 		touchIdx = true
 		if p.vol.parent.Load() != nil {
 			// Tombstones hide the parent's data. They refer to no log bytes,

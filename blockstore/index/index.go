@@ -29,7 +29,12 @@ const (
 	// 'p' vol(8, BE) lba(8, BE) seq(8, BE) -> Location + superseded-by
 	// seq(8): an older version of a block kept for snapshots.
 	prefixPreserved byte = 'p'
+	// 't' vol(8, BE) seq(8, BE) lba(8, BE) -> blocks(8): the trim log, so
+	// "what changed since seq N" sees trims that left no mapping behind.
+	prefixTrim byte = 't'
 )
+
+const trimKeySize = 25
 
 const preservedKeySize = 25
 
@@ -367,6 +372,49 @@ func (x *Index) ScanVersions(vol uint64, fn func(Version) bool) error {
 	return nil
 }
 
+func trimKey(k *[trimKeySize]byte, vol, seq, lba uint64) []byte {
+	k[0] = prefixTrim
+	binary.BigEndian.PutUint64(k[1:], vol)
+	binary.BigEndian.PutUint64(k[9:], seq)
+	binary.BigEndian.PutUint64(k[17:], lba)
+	return k[:]
+}
+
+// Trim is one entry of a volume's trim log.
+type Trim struct {
+	Seq    uint64
+	LBA    uint64
+	Blocks uint64
+}
+
+// ScanTrims calls fn for every trim of vol with Seq > after, oldest first,
+// until fn returns false.
+func (x *Index) ScanTrims(vol, after uint64, fn func(Trim) bool) error {
+	var lo, hi [trimKeySize]byte
+	if after == ^uint64(0) {
+		return nil
+	}
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: trimKey(&lo, vol, after+1, 0), UpperBound: trimKey(&hi, vol+1, 0, 0)})
+	if err != nil {
+		return fmt.Errorf("index scan trims vol %d: %w", vol, err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != trimKeySize || len(v) != 8 {
+			it.Close()
+			return fmt.Errorf("index scan trims vol %d: %w: trim entry", vol, ErrCorrupt)
+		}
+		t := Trim{Seq: binary.BigEndian.Uint64(k[9:]), LBA: binary.BigEndian.Uint64(k[17:]), Blocks: binary.LittleEndian.Uint64(v)}
+		if !fn(t) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("index scan trims vol %d: %w", vol, err)
+	}
+	return nil
+}
+
 // Batch collects index changes that commit atomically. A Batch is not safe
 // for concurrent use; it may be reused after Commit or Reset.
 type Batch struct {
@@ -410,6 +458,16 @@ func (b *Batch) DeleteVolume(vol uint64) {
 	_ = b.b.DeleteRange(mappingKey(&lo, vol, 0), mappingKey(&hi, vol+1, 0), nil)
 	var plo, phi [preservedKeySize]byte
 	_ = b.b.DeleteRange(preservedKey(&plo, vol, 0, 0), preservedKey(&phi, vol+1, 0, 0), nil)
+	var tlo, thi [trimKeySize]byte
+	_ = b.b.DeleteRange(trimKey(&tlo, vol, 0, 0), trimKey(&thi, vol+1, 0, 0), nil)
+}
+
+// PutTrim records a trim in vol's trim log.
+func (b *Batch) PutTrim(vol uint64, t Trim) {
+	var k [trimKeySize]byte
+	var v [8]byte
+	binary.LittleEndian.PutUint64(v[:], t.Blocks)
+	_ = b.b.Set(trimKey(&k, vol, t.Seq, t.LBA), v[:], nil)
 }
 
 // PutVersion preserves v (a version of vol's block v.LBA) for snapshots.
