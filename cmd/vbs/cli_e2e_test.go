@@ -69,6 +69,9 @@ func newE2E(t *testing.T) *e2e {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build vbs: %v\n%s", err, out)
 	}
+	if out, err := exec.Command(bin, "server", "--help").CombinedOutput(); err != nil {
+		t.Fatalf("the vbs binary has no server verb (cmd/vbs/commands.go must list newServerCmd, newVolumeCmd, newSnapshotCmd, newExportCmd, newNodeCmd and newOpCmd): %v\n%s", err, out)
+	}
 	e := &e2e{t: t, bin: bin, dir: filepath.Join(dir, "data"), ports: map[string]string{
 		"api": freePort(t), "iscsi": freePort(t), "raft": freePort(t), "serf": freePort(t),
 	}}
