@@ -43,11 +43,10 @@ func (c *conn) admitControl(p *iscsi.PDU) bool {
 	}
 	ss := c.sess
 	ss.mu.Lock()
-	if p.CmdSN() != ss.window.ExpCmdSN() {
+	if p.CmdSN() != ss.window.ExpCmdSN() || ss.window.Admit(p.CmdSN(), false, nil) != iscsi.AdmitDeliver {
 		ss.mu.Unlock()
 		return false
 	}
-	ss.window.Admit(p.CmdSN(), false, nil)
 	ss.window.Done()
 	ss.mu.Unlock()
 	c.deliverHeld()

@@ -95,13 +95,13 @@ func (w *CmdWindow[T]) Admit(cmdSN uint32, immediate bool, v T) Admission {
 	if immediate {
 		return AdmitDeliver
 	}
+	if SerialLess(cmdSN, w.exp) || SerialLess(w.MaxCmdSN(), cmdSN) {
+		return AdmitDrop
+	}
 	if cmdSN == w.exp {
 		w.exp++
 		w.running++
 		return AdmitDeliver
-	}
-	if !SerialLess(w.exp, cmdSN) || SerialLess(w.MaxCmdSN(), cmdSN) {
-		return AdmitDrop
 	}
 	slot := cmdSN & w.mask
 	if w.present[slot] {
