@@ -62,7 +62,11 @@ type task struct {
 	cdb       [maxCDBLen]byte
 	cdbLen    int
 	state     taskState
-	aborted   atomic.Bool
+	// tooLarge marks a write announcing more data than MaxCommandBuffer.
+	tooLarge bool
+	// failed marks a command the transport ended without executing it.
+	failed bool
+	aborted  atomic.Bool
 	// abortWG, guarded by conn.mu, is signalled when an aborted queued
 	// task has finished.
 	abortWG *sync.WaitGroup
@@ -94,6 +98,8 @@ func getTask(c *conn) *task {
 	t := taskPool.Get().(*task)
 	t.c = c
 	t.state = taskHeld
+	t.tooLarge = false
+	t.failed = false
 	t.aborted.Store(false)
 	t.abortWG = nil
 	t.want, t.recv, t.unsolEnd, t.unsolNext, t.unsolDataSN = 0, 0, 0, 0, 0
@@ -191,7 +197,8 @@ func (c *conn) onSCSICommand(p *iscsi.PDU) error {
 		c.rejectCommand(rejectInvalidPDUField, p)
 		return nil
 	}
-	if t.isWrite() && t.edtl <= c.srv.opts.MaxCommandBuffer {
+	t.tooLarge = t.isWrite() && t.edtl > c.srv.opts.MaxCommandBuffer
+	if t.isWrite() && !t.tooLarge {
 		t.want = t.edtl
 		if uint32(cap(t.buf)) < t.want {
 			t.buf = make([]byte, t.want)
@@ -282,6 +289,11 @@ func (c *conn) deliverHeld() {
 func (c *conn) deliver(t *task) {
 	if t.aborted.Load() {
 		c.dropTask(t)
+		return
+	}
+	if t.tooLarge {
+		c.failTask(t, "expected data transfer length beyond the command buffer bound",
+			senseKeyIllegalRequest, ascInvalidFieldInCDB, 0)
 		return
 	}
 	if t.recv < t.want {
@@ -429,19 +441,23 @@ func (c *conn) onDataOut(p *iscsi.PDU) error {
 	return nil
 }
 
-// Sense data for a command whose Data-Out sequence was wrong: ABORTED
-// COMMAND, DATA PHASE ERROR (SPC-4), in fixed format.
+// Fixed-format sense data (SPC-4 4.5.3) for the commands the transport
+// ends itself: ABORTED COMMAND / DATA PHASE ERROR for a broken Data-Out
+// sequence, ILLEGAL REQUEST / INVALID FIELD IN CDB for a transfer beyond
+// what the target buffers.
 const (
-	senseFixedCurrent  = 0x70
-	senseFixedLen      = 18
-	senseAddlLen       = senseFixedLen - 8
-	senseKeyAborted    = byte(scsi.SenseAbortedCommand)
-	ascDataPhaseError  = 0x4b
-	ascqDataPhaseError = 0x00
-	senseOffKey        = 2
-	senseOffAddlLen    = 7
-	senseOffASC        = 12
-	senseOffASCQ       = 13
+	senseFixedCurrent      = 0x70
+	senseFixedLen          = 18
+	senseAddlLen           = senseFixedLen - 8
+	senseKeyAborted        = byte(scsi.SenseAbortedCommand)
+	senseKeyIllegalRequest = byte(scsi.SenseIllegalRequest)
+	ascDataPhaseError      = 0x4b
+	ascqDataPhaseError     = 0x00
+	ascInvalidFieldInCDB   = 0x24
+	senseOffKey            = 2
+	senseOffAddlLen        = 7
+	senseOffASC            = 12
+	senseOffASCQ           = 13
 )
 
 // failDataOut ends a command whose Data-Out PDUs broke the sequence rules
@@ -456,7 +472,14 @@ func (c *conn) failDataOut(t *task, why string) error {
 		t.abort()
 		return nil
 	}
-	c.log.Info("iscsi data-out sequence error; failing the command", "itt", fmt.Sprintf("0x%08x", t.itt), "why", why)
+	c.failTask(t, "data-out sequence error: "+why, senseKeyAborted, ascDataPhaseError, ascqDataPhaseError)
+	return nil
+}
+
+// failTask ends a delivered command that will not run with CHECK
+// CONDITION and the given sense.
+func (c *conn) failTask(t *task, why string, key, asc, ascq byte) {
+	c.log.Info("iscsi command failed by the transport", "itt", fmt.Sprintf("0x%08x", t.itt), "why", why)
 	c.mu.Lock()
 	if c.tasks[t.itt] == t {
 		delete(c.tasks, t.itt)
@@ -466,18 +489,18 @@ func (c *conn) failDataOut(t *task, why string) error {
 		c.sess.cmdDone()
 	}
 	t.cmd = scsi.Command{}
+	t.failed = true
 	t.res.Reset()
 	t.res.Status = scsi.StatusCheckCondition
 	sb := t.res.SenseBuffer()[:senseFixedLen]
 	clear(sb)
 	sb[0] = senseFixedCurrent
-	sb[senseOffKey] = senseKeyAborted
+	sb[senseOffKey] = key
 	sb[senseOffAddlLen] = senseAddlLen
-	sb[senseOffASC] = ascDataPhaseError
-	sb[senseOffASCQ] = ascqDataPhaseError
+	sb[senseOffASC] = asc
+	sb[senseOffASCQ] = ascq
 	t.res.Sense = sb
 	c.send(t)
-	return nil
 }
 
 // queueExec hands t to a worker.
@@ -594,7 +617,11 @@ func (t *task) emit(c *conn) error {
 	}
 	var resFlags byte
 	var residual uint32
-	if xfer := uint64(max(res.TransferLength(), 0)); xfer > uint64(t.edtl) {
+	xfer := uint64(max(res.TransferLength(), 0))
+	if t.failed {
+		xfer = 0 // nothing was transferred
+	}
+	if xfer > uint64(t.edtl) {
 		resFlags, residual = iscsi.FlagOverflow, uint32(min(xfer-uint64(t.edtl), 1<<32-1))
 	} else if xfer < uint64(t.edtl) {
 		resFlags, residual = iscsi.FlagUnderflow, t.edtl-uint32(xfer)
