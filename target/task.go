@@ -65,8 +65,8 @@ type task struct {
 	// tooLarge marks a write announcing more data than MaxCommandBuffer.
 	tooLarge bool
 	// failed marks a command the transport ended without executing it.
-	failed bool
-	aborted  atomic.Bool
+	failed  bool
+	aborted atomic.Bool
 	// abortWG, guarded by conn.mu, is signalled when an aborted queued
 	// task has finished.
 	abortWG *sync.WaitGroup
