@@ -24,15 +24,15 @@ var (
 
 // Login status classes (RFC 7143 section 11.13.5).
 const (
-	LoginClassSuccess       = 0x00
-	LoginClassRedirection   = 0x01
-	LoginClassInitiatorErr  = 0x02
-	LoginClassTargetErr     = 0x03
-	LoginDetailAuthFailure  = 0x01
-	LoginDetailForbidden    = 0x02
-	LoginDetailNotFound     = 0x03
-	LoginDetailTargetMoved  = 0x01 // with class Redirection: temporarily
-	LoginDetailTargetMovedP = 0x02 // with class Redirection: permanently
+	LoginClassSuccess           = 0x00
+	LoginClassRedirection       = 0x01
+	LoginClassInitiatorErr      = 0x02
+	LoginClassTargetErr         = 0x03
+	LoginDetailAuthFailure      = 0x01
+	LoginDetailForbidden        = 0x02
+	LoginDetailNotFound         = 0x03
+	LoginDetailMovedTemporarily = 0x01 // with class Redirection: temporarily
+	LoginDetailMovedPermanently = 0x02 // with class Redirection: permanently
 )
 
 // LoginError is a login the target refused: Class and Detail are the

@@ -175,7 +175,7 @@ func (m *loginMachine) response(p *wire.PDU) (done bool, err error) {
 	if class != LoginClassSuccess {
 		if class == LoginClassRedirection {
 			kvs, _ := wire.ParseText(p.Data)
-			re := &RedirectError{Detail: detail, Permanent: detail == LoginDetailTargetMovedP}
+			re := &RedirectError{Detail: detail, Permanent: detail == LoginDetailMovedPermanently}
 			for _, kv := range kvs {
 				if kv.Key == keyTargetAddress {
 					re.Addr = kv.Value

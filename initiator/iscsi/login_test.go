@@ -209,7 +209,7 @@ func TestLoginStatus(t *testing.T) {
 		_, _, _, err := step(t, m, p)
 		return err
 	}
-	err := fail(LoginClassRedirection, LoginDetailTargetMovedP, kv(keyTargetAddress, "10.1.2.3:3260,2"))
+	err := fail(LoginClassRedirection, LoginDetailMovedPermanently, kv(keyTargetAddress, "10.1.2.3:3260,2"))
 	var re *RedirectError
 	if !errors.As(err, &re) || !re.Permanent || re.Addr != "10.1.2.3:3260,2" || re.Host() != "10.1.2.3:3260" {
 		t.Fatalf("redirect: %v", err)

@@ -42,7 +42,7 @@ func (s *Session) handle(p *wire.PDU) error {
 
 // updateSN applies the StatSN, ExpCmdSN and MaxCmdSN of a target PDU
 // (RFC 7143 sections 4.2.2.1 and 4.2.2.2).
-func (s *Session) updateSN(p *wire.PDU, op Opcode) {
+func (s *Session) updateSN(p *wire.PDU, op wire.Opcode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	exp, maxSN := p.ExpCmdSN(), p.MaxCmdSN()
@@ -74,9 +74,6 @@ func (s *Session) updateSN(p *wire.PDU, op Opcode) {
 		}
 	}
 }
-
-// Opcode is the codec's opcode type, named here for brevity.
-type Opcode = wire.Opcode
 
 // lookup returns the registered task with tag itt of kind, or nil.
 func (s *Session) lookup(itt uint32) *task {
