@@ -15,7 +15,7 @@ import (
 
 func newVolumeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "volume", Short: "Create, list, describe, resize and delete volumes"}
-	cmd.AddCommand(newVolumeCreateCmd(), newVolumeListCmd(), newVolumeGetCmd(), newVolumeDeleteCmd(), newVolumeResizeCmd())
+	cmd.AddCommand(newVolumeCreateCmd(), newVolumeListCmd(), newVolumeGetCmd(), newVolumeDeleteCmd(), newVolumeResizeCmd(), newVolumeFlattenCmd())
 	return cmd
 }
 
@@ -266,5 +266,33 @@ func newVolumeResizeCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&size, "size", "", "new size, larger than the current one (e.g. 20G)")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait for the resize to finish, showing progress")
+	return cmd
+}
+
+func newVolumeFlattenCmd() *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "flatten NAME",
+		Short: "Copy a linked clone's shared data so it no longer depends on its snapshot",
+		Args:  args("NAME"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			r, err := c.vol.FlattenVolume(cmd.Context(), connect.NewRequest(&vbsv1.FlattenVolumeRequest{Name: a[0]}))
+			if err != nil {
+				return explain(err)
+			}
+			op := r.Msg.Operation
+			if wait {
+				if op, err = c.waitOperation(cmd.Context(), op.Id); err != nil {
+					return err
+				}
+			}
+			return c.printOperation(op)
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait for the copy to finish, showing progress")
 	return cmd
 }

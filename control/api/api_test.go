@@ -266,6 +266,27 @@ func TestVolumeFlow(t *testing.T) {
 			if _, err := c.snap.DeleteSnapshot(ctx, connect.NewRequest(&vbsv1.DeleteSnapshotRequest{Volume: "db", Name: "s1"})); code(err) != connect.CodeFailedPrecondition {
 				t.Fatalf("delete snapshot with clone = %v", err)
 			}
+			// A second clone, flattened, no longer holds the snapshot.
+			if _, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "db-copy", SourceSnapshot: "db@s1"})); err != nil {
+				t.Fatal(err)
+			}
+			waitVolume(t, c, "db-copy", vbsv1.VolumeState_VOLUME_STATE_AVAILABLE)
+			fr, err := c.vol.FlattenVolume(ctx, connect.NewRequest(&vbsv1.FlattenVolumeRequest{Name: "db-copy"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if op := watch(t, c, fr.Msg.Operation.Id); op.State != vbsv1.OperationState_OPERATION_STATE_SUCCEEDED || op.Kind != vbsv1.OperationKind_OPERATION_KIND_FLATTEN {
+				t.Fatalf("flatten op = %v", op)
+			}
+			if v := waitVolume(t, c, "db-copy", vbsv1.VolumeState_VOLUME_STATE_AVAILABLE); v.SourceSnapshot != "" {
+				t.Fatalf("flattened volume still has source %q", v.SourceSnapshot)
+			}
+			if _, err := c.vol.FlattenVolume(ctx, connect.NewRequest(&vbsv1.FlattenVolumeRequest{Name: "db-copy"})); code(err) != connect.CodeFailedPrecondition {
+				t.Fatalf("flatten of a non-clone = %v", err)
+			}
+			if _, err := c.vol.DeleteVolume(ctx, connect.NewRequest(&vbsv1.DeleteVolumeRequest{Name: "db-copy"})); err != nil {
+				t.Fatal(err)
+			}
 
 			// Grant: enforced on the node before the call returns.
 			gr, err := c.exp.GrantAccess(ctx, connect.NewRequest(&vbsv1.GrantAccessRequest{Volume: "db", InitiatorIqn: hostIQN,
@@ -518,6 +539,14 @@ func TestBadInput(t *testing.T) {
 			_, err := c.vol.ResizeVolume(ctx, connect.NewRequest(&vbsv1.ResizeVolumeRequest{Name: "v", SizeBytes: 2*gib + 512}))
 			return err
 		}, connect.CodeInvalidArgument, "size_bytes"},
+		{"flatten bad name", func() error {
+			_, err := c.vol.FlattenVolume(ctx, connect.NewRequest(&vbsv1.FlattenVolumeRequest{Name: "-x"}))
+			return err
+		}, connect.CodeInvalidArgument, "name"},
+		{"flatten missing", func() error {
+			_, err := c.vol.FlattenVolume(ctx, connect.NewRequest(&vbsv1.FlattenVolumeRequest{Name: "nope"}))
+			return err
+		}, connect.CodeNotFound, ""},
 		{"resize missing", func() error {
 			_, err := c.vol.ResizeVolume(ctx, connect.NewRequest(&vbsv1.ResizeVolumeRequest{Name: "nope", SizeBytes: 2 * gib}))
 			return err

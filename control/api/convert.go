@@ -82,8 +82,9 @@ func toExport(e catalog.Export) *vbsv1.Export {
 
 func toOperation(o catalog.Operation) *vbsv1.Operation {
 	kind := map[catalog.OpKind]vbsv1.OperationKind{
-		catalog.OpResize: vbsv1.OperationKind_OPERATION_KIND_RESIZE,
-		catalog.OpRevert: vbsv1.OperationKind_OPERATION_KIND_REVERT,
+		catalog.OpResize:  vbsv1.OperationKind_OPERATION_KIND_RESIZE,
+		catalog.OpRevert:  vbsv1.OperationKind_OPERATION_KIND_REVERT,
+		catalog.OpFlatten: vbsv1.OperationKind_OPERATION_KIND_FLATTEN,
 	}[o.Kind]
 	st := map[catalog.OpState]vbsv1.OperationState{
 		catalog.OpPending:   vbsv1.OperationState_OPERATION_STATE_PENDING,

@@ -174,3 +174,20 @@ func (s volumeService) ResizeVolume(ctx context.Context, req *connect.Request[vb
 	}
 	return connect.NewResponse(&vbsv1.ResizeVolumeResponse{Volume: v, Operation: toOperation(o.(catalog.Operation))}), nil
 }
+
+func (s volumeService) FlattenVolume(ctx context.Context, req *connect.Request[vbsv1.FlattenVolumeRequest]) (*connect.Response[vbsv1.FlattenVolumeResponse], error) {
+	name := req.Msg.Name
+	if err := domain.ValidateName("name", name); err != nil {
+		return nil, invalid(err)
+	}
+	o, err := s.a.apply(ctx, catalog.CreateOperation{ID: s.a.cfg.NewID(), Kind: catalog.OpFlatten, Volume: name, Time: s.a.cfg.Now()})
+	if err != nil {
+		return nil, err
+	}
+	s.a.cfg.Syncer.Kick()
+	v, err := s.getVolume(name)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&vbsv1.FlattenVolumeResponse{Volume: v, Operation: toOperation(o.(catalog.Operation))}), nil
+}

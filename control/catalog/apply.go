@@ -305,7 +305,7 @@ func (s *State) createOperation(c *CreateOperation) (any, error) {
 	if v.State != VolumeAvailable && v.State != VolumeInUse {
 		return nil, precondition("volume %q is %s", c.Volume, v.State)
 	}
-	for _, k := range []OpKind{OpResize, OpRevert} {
+	for _, k := range []OpKind{OpResize, OpRevert, OpFlatten} {
 		if busy := s.activeOp(c.Volume, k); busy != nil {
 			return nil, precondition("volume %q is busy with %s operation %s", c.Volume, busy.Kind, busy.ID)
 		}
@@ -328,6 +328,10 @@ func (s *State) createOperation(c *CreateOperation) (any, error) {
 		}
 		if ex := s.VolumeExports(c.Volume); len(ex) > 0 {
 			return nil, precondition("volume %q is exported to %s; revoke access before reverting", c.Volume, ex[0].InitiatorIQN)
+		}
+	case OpFlatten:
+		if v.Source == nil {
+			return nil, precondition("volume %q is not a linked clone; there is nothing to flatten", c.Volume)
 		}
 	default:
 		return nil, fmt.Errorf("create operation of kind %q: %w", c.Kind, ErrInvalid)
@@ -369,9 +373,14 @@ func (s *State) updateOperation(c *UpdateOperation) (any, error) {
 	default:
 		return nil, fmt.Errorf("operation %s state %q: %w", c.ID, c.State, ErrInvalid)
 	}
-	if c.State == OpSucceeded && o.Kind == OpResize {
-		if v, ok := s.Volumes[o.Volume]; ok && v.SizeBytes < o.SizeBytes {
-			v.SizeBytes, v.UpdateTime = o.SizeBytes, c.Time
+	if c.State == OpSucceeded {
+		if v, ok := s.Volumes[o.Volume]; ok {
+			switch {
+			case o.Kind == OpResize && v.SizeBytes < o.SizeBytes:
+				v.SizeBytes, v.UpdateTime = o.SizeBytes, c.Time
+			case o.Kind == OpFlatten:
+				v.Source, v.UpdateTime = nil, c.Time
+			}
 		}
 	}
 	o.State, o.Progress, o.Message, o.UpdateTime = c.State, c.Progress, c.Message, c.Time

@@ -114,7 +114,8 @@ func TestApplyErrors(t *testing.T) {
 		}, UpdateOperation{ID: "o", State: OpRunning}, ErrFailedPrecondition},
 		{"progress over 100", []Command{CreateOperation{ID: "o", Kind: OpResize, Volume: "a", SizeBytes: 2 * gib}},
 			UpdateOperation{ID: "o", State: OpRunning, Progress: 101}, ErrInvalid},
-		{"unknown op kind", nil, CreateOperation{ID: "o", Kind: "flatten", Volume: "a"}, ErrInvalid},
+		{"unknown op kind", nil, CreateOperation{ID: "o", Kind: "scrub", Volume: "a"}, ErrInvalid},
+		{"flatten a volume that is not a clone", nil, CreateOperation{ID: "o", Kind: OpFlatten, Volume: "a"}, ErrFailedPrecondition},
 		{"cancel missing op", nil, CancelOperation{ID: "o"}, ErrNotFound},
 		{"request id reused", []Command{CreateVolume{Name: "b", SizeBytes: gib, BlockSize: 4096, RequestID: "r"}},
 			CreateVolume{Name: "c", SizeBytes: gib, BlockSize: 4096, RequestID: "r"}, ErrAlreadyExists},
@@ -171,6 +172,16 @@ func TestVolumeLifecycle(t *testing.T) {
 	}
 	mustApply(t, s, CreateVolume{Name: "c", SizeBytes: 2 * gib, BlockSize: 4096, Source: &SnapshotRef{"a", "s"}})
 	mustApply(t, s, SetVolumeState{Name: "c", State: VolumeAvailable})
+	// Flattening detaches a clone: once done, the snapshot has no clone.
+	mustApply(t, s, CreateVolume{Name: "f", SizeBytes: gib, BlockSize: 4096, Source: &SnapshotRef{"a", "s"}})
+	mustApply(t, s, SetVolumeState{Name: "f", State: VolumeAvailable})
+	mustApply(t, s, CreateOperation{ID: "fl", Kind: OpFlatten, Volume: "f"})
+	mustApply(t, s, UpdateOperation{ID: "fl", State: OpSucceeded, Progress: 100})
+	if s.Volumes["f"].Source != nil || len(s.Clones("a", "s")) != 1 {
+		t.Fatalf("after flatten: source %v, clones %v", s.Volumes["f"].Source, s.Clones("a", "s"))
+	}
+	mustApply(t, s, DeleteVolume{Name: "f"})
+	mustApply(t, s, RemoveVolume{Name: "f"})
 	mustApply(t, s, GrantAccess{Volume: "c", InitiatorIQN: "iqn.h1"})
 	mustApply(t, s, DeleteVolume{Name: "a", Cascade: true})
 	if s.Volumes["c"].State != VolumeDeleting || len(s.Exports) != 0 || s.Snapshots["a@s"].State != SnapshotDeleting {

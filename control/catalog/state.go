@@ -55,8 +55,9 @@ type OpKind string
 
 // Operation kinds.
 const (
-	OpResize OpKind = "resize"
-	OpRevert OpKind = "revert"
+	OpResize  OpKind = "resize"
+	OpRevert  OpKind = "revert"
+	OpFlatten OpKind = "flatten"
 )
 
 // OpState is where an operation is.

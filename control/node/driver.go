@@ -114,6 +114,11 @@ type Driver interface {
 	// RevertVolume rolls a volume back to a snapshot. It returns ErrBusy
 	// while the volume is exported.
 	RevertVolume(ctx context.Context, ref SnapshotRef) error
+	// FlattenVolume copies into a linked clone every block it still reads
+	// from its source snapshot, then detaches it. progress, when not nil,
+	// is called with blocks done and total as it goes. A volume that is
+	// not a clone is success.
+	FlattenVolume(ctx context.Context, name string, progress func(done, total uint64)) error
 	// Export lets spec.InitiatorIQN log in to spec.TargetIQN (LUN 0 is the
 	// volume). Re-exporting with other CHAP credentials replaces them.
 	Export(ctx context.Context, spec ExportSpec) error

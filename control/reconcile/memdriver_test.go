@@ -128,6 +128,24 @@ func (d *memDriver) RevertVolume(_ context.Context, ref node.SnapshotRef) error 
 	return nil
 }
 
+func (d *memDriver) FlattenVolume(ctx context.Context, name string, progress func(done, total uint64)) error {
+	for i := uint64(1); i <= 4; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		progress(i, 4)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.volumes[name]
+	if !ok {
+		return node.ErrNotFound
+	}
+	v.Source = nil
+	d.volumes[name] = v
+	return nil
+}
+
 func (d *memDriver) Export(_ context.Context, spec node.ExportSpec) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -8,6 +8,10 @@ import (
 	"github.com/vbs-storage/vbs/control/node"
 )
 
+// progressStep is the smallest progress change (in percent) worth a
+// catalog update.
+const progressStep = 5
+
 // reconcileOps starts pending operations, restarts running ones this
 // leader does not own (after a failover or restart; every operation is
 // idempotent), and cancels those whose cancel was requested.
@@ -72,6 +76,20 @@ func (r *Reconciler) runOp(octx, ctx context.Context, o catalog.Operation) {
 		err = r.cfg.Driver.ResizeVolume(octx, o.Volume, o.SizeBytes)
 	case catalog.OpRevert:
 		err = r.cfg.Driver.RevertVolume(octx, node.SnapshotRef{Volume: o.Volume, Snapshot: o.Snapshot})
+	case catalog.OpFlatten:
+		var last uint32
+		err = r.cfg.Driver.FlattenVolume(octx, o.Volume, func(done, total uint64) {
+			if total == 0 {
+				return
+			}
+			// Record progress in steps, not per chunk: each is a log entry.
+			pct := uint32(done * 100 / total)
+			if pct >= 100 || pct < last+progressStep {
+				return
+			}
+			last = pct
+			update(catalog.OpRunning, pct, "copying shared blocks")
+		})
 	default:
 		err = errors.New("operation kind not supported by this server")
 	}

@@ -89,23 +89,26 @@ func translate(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, blockstore.ErrVolumeNotFound):
+	case errors.Is(err, blockstore.ErrVolumeNotFound), errors.Is(err, blockstore.ErrSnapshotNotFound):
 		return fmt.Errorf("%w: %w", node.ErrNotFound, err)
 	case errors.Is(err, blockstore.ErrNoSpace), errors.Is(err, blockstore.ErrOvercommit):
 		return fmt.Errorf("%w: %w", node.ErrNoSpace, err)
-	case errors.Is(err, blockstore.ErrVolumeBusy):
+	case errors.Is(err, blockstore.ErrVolumeBusy), errors.Is(err, blockstore.ErrSnapshotBusy):
 		return fmt.Errorf("%w: %w", node.ErrBusy, err)
 	}
 	return err
 }
 
-// EnsureVolume implements node.Driver.
+// EnsureVolume implements node.Driver. A clone is made from its source
+// snapshot (sharing its data) and then grown if the spec is larger.
 func (n *Node) EnsureVolume(ctx context.Context, spec node.VolumeSpec) error {
-	if spec.Source != nil {
-		return fmt.Errorf("clone %s from %s@%s: %w", spec.Name, spec.Source.Volume, spec.Source.Snapshot, node.ErrUnsupported)
-	}
 	info, err := n.store.StatVolume(spec.Name)
 	switch {
+	case errors.Is(err, blockstore.ErrVolumeNotFound) && spec.Source != nil:
+		info, err = n.store.CreateClone(ctx, spec.Source.Volume, spec.Source.Snapshot, spec.Name)
+		if err != nil {
+			return translate(err)
+		}
 	case errors.Is(err, blockstore.ErrVolumeNotFound):
 		_, err = n.store.CreateVolume(ctx, spec.Name, blockstore.VolumeOptions{SizeBytes: spec.SizeBytes, BlockSize: spec.BlockSize})
 		return translate(err)
@@ -154,17 +157,37 @@ func (n *Node) ResizeVolume(ctx context.Context, name string, size uint64) error
 }
 
 // CreateSnapshot implements node.Driver.
-func (n *Node) CreateSnapshot(_ context.Context, ref node.SnapshotRef) error {
-	return fmt.Errorf("snapshot %s@%s: %w", ref.Volume, ref.Snapshot, node.ErrUnsupported)
+func (n *Node) CreateSnapshot(ctx context.Context, ref node.SnapshotRef) error {
+	_, err := n.store.CreateSnapshot(ctx, ref.Volume, ref.Snapshot)
+	if errors.Is(err, blockstore.ErrSnapshotExists) {
+		return nil
+	}
+	return translate(err)
 }
 
-// DeleteSnapshot implements node.Driver. No snapshot can exist on this
-// store, so there is nothing to delete.
-func (n *Node) DeleteSnapshot(context.Context, node.SnapshotRef) error { return nil }
+// DeleteSnapshot implements node.Driver.
+func (n *Node) DeleteSnapshot(ctx context.Context, ref node.SnapshotRef) error {
+	err := n.store.DeleteSnapshot(ctx, ref.Volume, ref.Snapshot)
+	if errors.Is(err, blockstore.ErrSnapshotNotFound) || errors.Is(err, blockstore.ErrVolumeNotFound) {
+		return nil
+	}
+	return translate(err)
+}
 
-// RevertVolume implements node.Driver.
-func (n *Node) RevertVolume(_ context.Context, ref node.SnapshotRef) error {
-	return fmt.Errorf("revert %s to %s: %w", ref.Volume, ref.Snapshot, node.ErrUnsupported)
+// RevertVolume implements node.Driver. The volume must not be served.
+func (n *Node) RevertVolume(ctx context.Context, ref node.SnapshotRef) error {
+	n.mu.Lock()
+	_, served := n.served[ref.Volume]
+	n.mu.Unlock()
+	if served {
+		return fmt.Errorf("revert %s: exported: %w", ref.Volume, node.ErrBusy)
+	}
+	return translate(n.store.RevertVolume(ctx, ref.Volume, ref.Snapshot))
+}
+
+// FlattenVolume implements node.Driver.
+func (n *Node) FlattenVolume(ctx context.Context, name string, progress func(done, total uint64)) error {
+	return translate(n.store.FlattenVolume(ctx, name, progress))
 }
 
 func creds(c *node.CHAP) *iscsi.Credentials {

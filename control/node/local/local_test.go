@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -55,12 +56,6 @@ func TestVolumes(t *testing.T) {
 	if err := n.EnsureVolume(ctx, node.VolumeSpec{Name: "v", SizeBytes: 16 * mib, BlockSize: 512}); err == nil {
 		t.Fatal("block size mismatch accepted")
 	}
-	if err := n.EnsureVolume(ctx, node.VolumeSpec{Name: "c", SizeBytes: mib, BlockSize: 4096, Source: &node.SnapshotRef{Volume: "v", Snapshot: "s"}}); !errors.Is(err, node.ErrUnsupported) {
-		t.Fatalf("clone = %v", err)
-	}
-	if err := n.CreateSnapshot(ctx, node.SnapshotRef{Volume: "v", Snapshot: "s"}); !errors.Is(err, node.ErrUnsupported) {
-		t.Fatalf("snapshot = %v", err)
-	}
 	for i := 0; i < 2; i++ {
 		if err := n.DeleteVolume(ctx, "v"); err != nil {
 			t.Fatal(err)
@@ -114,5 +109,86 @@ func TestExports(t *testing.T) {
 	}
 	if got, _ := n.Exports(ctx); len(got) != 0 {
 		t.Fatalf("exports after delete = %+v", got)
+	}
+}
+
+// TestSnapshotsClonesRevertFlatten drives the data operations through the
+// driver and checks the bytes a volume serves after each.
+func TestSnapshotsClonesRevertFlatten(t *testing.T) {
+	n, _ := newNode(t)
+	ctx := context.Background()
+	if err := n.EnsureVolume(ctx, node.VolumeSpec{Name: "v", SizeBytes: 8 * mib, BlockSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(vol string, b byte) {
+		t.Helper()
+		h, err := n.store.OpenVolume(vol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		if err := h.WriteAt(ctx, bytes.Repeat([]byte{b}, 4096), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(vol string) byte {
+		t.Helper()
+		h, err := n.store.OpenVolume(vol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		p := make([]byte, 4096)
+		if err := h.ReadAt(ctx, p, 0); err != nil {
+			t.Fatal(err)
+		}
+		return p[0]
+	}
+	write("v", 0xaa)
+	s := node.SnapshotRef{Volume: "v", Snapshot: "s"}
+	for i := 0; i < 2; i++ { // idempotent
+		if err := n.CreateSnapshot(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v", 0xbb)
+	clone := node.VolumeSpec{Name: "c", SizeBytes: 16 * mib, BlockSize: 4096, Source: &s}
+	for i := 0; i < 2; i++ {
+		if err := n.EnsureVolume(ctx, clone); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := read("c"); got != 0xaa {
+		t.Fatalf("clone reads %#x, want the snapshot's 0xaa", got)
+	}
+	if err := n.DeleteSnapshot(ctx, s); !errors.Is(err, node.ErrBusy) {
+		t.Fatalf("delete snapshot with a clone = %v", err)
+	}
+	var calls int
+	if err := n.FlattenVolume(ctx, "c", func(done, total uint64) { calls++ }); err != nil {
+		t.Fatal(err)
+	}
+	if calls == 0 || read("c") != 0xaa {
+		t.Fatalf("flatten: %d progress calls, clone reads %#x", calls, read("c"))
+	}
+	if err := n.RevertVolume(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if got := read("v"); got != 0xaa {
+		t.Fatalf("reverted volume reads %#x", got)
+	}
+	if err := n.Export(ctx, node.ExportSpec{Volume: "v", TargetIQN: "iqn.2026-01.io.vbs:v", InitiatorIQN: "iqn.2026-01.x:a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RevertVolume(ctx, s); !errors.Is(err, node.ErrBusy) {
+		t.Fatalf("revert of an exported volume = %v", err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := n.DeleteSnapshot(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.CreateSnapshot(ctx, node.SnapshotRef{Volume: "missing", Snapshot: "s"}); !errors.Is(err, node.ErrNotFound) {
+		t.Fatalf("snapshot of a missing volume = %v", err)
 	}
 }

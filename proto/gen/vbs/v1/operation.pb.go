@@ -29,6 +29,7 @@ const (
 	OperationKind_OPERATION_KIND_UNSPECIFIED OperationKind = 0
 	OperationKind_OPERATION_KIND_RESIZE      OperationKind = 1
 	OperationKind_OPERATION_KIND_REVERT      OperationKind = 2
+	OperationKind_OPERATION_KIND_FLATTEN     OperationKind = 3
 )
 
 // Enum value maps for OperationKind.
@@ -37,11 +38,13 @@ var (
 		0: "OPERATION_KIND_UNSPECIFIED",
 		1: "OPERATION_KIND_RESIZE",
 		2: "OPERATION_KIND_REVERT",
+		3: "OPERATION_KIND_FLATTEN",
 	}
 	OperationKind_value = map[string]int32{
 		"OPERATION_KIND_UNSPECIFIED": 0,
 		"OPERATION_KIND_RESIZE":      1,
 		"OPERATION_KIND_REVERT":      2,
+		"OPERATION_KIND_FLATTEN":     3,
 	}
 )
 
@@ -659,11 +662,12 @@ const file_vbs_v1_operation_proto_rawDesc = "" +
 	"\x15WatchOperationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"I\n" +
 	"\x16WatchOperationResponse\x12/\n" +
-	"\toperation\x18\x01 \x01(\v2\x11.vbs.v1.OperationR\toperation*e\n" +
+	"\toperation\x18\x01 \x01(\v2\x11.vbs.v1.OperationR\toperation*\x81\x01\n" +
 	"\rOperationKind\x12\x1e\n" +
 	"\x1aOPERATION_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15OPERATION_KIND_RESIZE\x10\x01\x12\x19\n" +
-	"\x15OPERATION_KIND_REVERT\x10\x02*\xc5\x01\n" +
+	"\x15OPERATION_KIND_REVERT\x10\x02\x12\x1a\n" +
+	"\x16OPERATION_KIND_FLATTEN\x10\x03*\xc5\x01\n" +
 	"\x0eOperationState\x12\x1f\n" +
 	"\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17OPERATION_STATE_PENDING\x10\x01\x12\x1b\n" +

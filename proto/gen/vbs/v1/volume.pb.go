@@ -715,6 +715,102 @@ func (x *ResizeVolumeRequest) GetSizeBytes() uint64 {
 	return 0
 }
 
+type FlattenVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlattenVolumeRequest) Reset() {
+	*x = FlattenVolumeRequest{}
+	mi := &file_vbs_v1_volume_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlattenVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlattenVolumeRequest) ProtoMessage() {}
+
+func (x *FlattenVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vbs_v1_volume_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlattenVolumeRequest.ProtoReflect.Descriptor instead.
+func (*FlattenVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_vbs_v1_volume_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FlattenVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type FlattenVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Operation     *Operation             `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlattenVolumeResponse) Reset() {
+	*x = FlattenVolumeResponse{}
+	mi := &file_vbs_v1_volume_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlattenVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlattenVolumeResponse) ProtoMessage() {}
+
+func (x *FlattenVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vbs_v1_volume_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlattenVolumeResponse.ProtoReflect.Descriptor instead.
+func (*FlattenVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_vbs_v1_volume_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *FlattenVolumeResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+func (x *FlattenVolumeResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
 type ResizeVolumeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
@@ -725,7 +821,7 @@ type ResizeVolumeResponse struct {
 
 func (x *ResizeVolumeResponse) Reset() {
 	*x = ResizeVolumeResponse{}
-	mi := &file_vbs_v1_volume_proto_msgTypes[10]
+	mi := &file_vbs_v1_volume_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +833,7 @@ func (x *ResizeVolumeResponse) String() string {
 func (*ResizeVolumeResponse) ProtoMessage() {}
 
 func (x *ResizeVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vbs_v1_volume_proto_msgTypes[10]
+	mi := &file_vbs_v1_volume_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +846,7 @@ func (x *ResizeVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ResizeVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_vbs_v1_volume_proto_rawDescGZIP(), []int{10}
+	return file_vbs_v1_volume_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResizeVolumeResponse) GetVolume() *Volume {
@@ -832,7 +928,12 @@ const file_vbs_v1_volume_proto_rawDesc = "" +
 	"\x13ResizeVolumeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x02 \x01(\x04R\tsizeBytes\"o\n" +
+	"size_bytes\x18\x02 \x01(\x04R\tsizeBytes\"*\n" +
+	"\x14FlattenVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"p\n" +
+	"\x15FlattenVolumeResponse\x12&\n" +
+	"\x06volume\x18\x01 \x01(\v2\x0e.vbs.v1.VolumeR\x06volume\x12/\n" +
+	"\toperation\x18\x02 \x01(\v2\x11.vbs.v1.OperationR\toperation\"o\n" +
 	"\x14ResizeVolumeResponse\x12&\n" +
 	"\x06volume\x18\x01 \x01(\v2\x0e.vbs.v1.VolumeR\x06volume\x12/\n" +
 	"\toperation\x18\x02 \x01(\v2\x11.vbs.v1.OperationR\toperation*\xae\x01\n" +
@@ -842,13 +943,14 @@ const file_vbs_v1_volume_proto_rawDesc = "" +
 	"\x16VOLUME_STATE_AVAILABLE\x10\x02\x12\x17\n" +
 	"\x13VOLUME_STATE_IN_USE\x10\x03\x12\x19\n" +
 	"\x15VOLUME_STATE_DELETING\x10\x04\x12\x16\n" +
-	"\x12VOLUME_STATE_ERROR\x10\x052\xfa\x02\n" +
+	"\x12VOLUME_STATE_ERROR\x10\x052\xc8\x03\n" +
 	"\rVolumeService\x12I\n" +
 	"\fCreateVolume\x12\x1b.vbs.v1.CreateVolumeRequest\x1a\x1c.vbs.v1.CreateVolumeResponse\x12@\n" +
 	"\tGetVolume\x12\x18.vbs.v1.GetVolumeRequest\x1a\x19.vbs.v1.GetVolumeResponse\x12F\n" +
 	"\vListVolumes\x12\x1a.vbs.v1.ListVolumesRequest\x1a\x1b.vbs.v1.ListVolumesResponse\x12I\n" +
 	"\fDeleteVolume\x12\x1b.vbs.v1.DeleteVolumeRequest\x1a\x1c.vbs.v1.DeleteVolumeResponse\x12I\n" +
-	"\fResizeVolume\x12\x1b.vbs.v1.ResizeVolumeRequest\x1a\x1c.vbs.v1.ResizeVolumeResponseB\x85\x01\n" +
+	"\fResizeVolume\x12\x1b.vbs.v1.ResizeVolumeRequest\x1a\x1c.vbs.v1.ResizeVolumeResponse\x12L\n" +
+	"\rFlattenVolume\x12\x1c.vbs.v1.FlattenVolumeRequest\x1a\x1d.vbs.v1.FlattenVolumeResponseB\x85\x01\n" +
 	"\n" +
 	"com.vbs.v1B\vVolumeProtoP\x01Z1github.com/vbs-storage/vbs/proto/gen/vbs/v1;vbsv1\xa2\x02\x03VXX\xaa\x02\x06Vbs.V1\xca\x02\x06Vbs\\V1\xe2\x02\x12Vbs\\V1\\GPBMetadata\xea\x02\aVbs::V1b\x06proto3"
 
@@ -865,7 +967,7 @@ func file_vbs_v1_volume_proto_rawDescGZIP() []byte {
 }
 
 var file_vbs_v1_volume_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vbs_v1_volume_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_vbs_v1_volume_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_vbs_v1_volume_proto_goTypes = []any{
 	(VolumeState)(0),              // 0: vbs.v1.VolumeState
 	(*Volume)(nil),                // 1: vbs.v1.Volume
@@ -878,42 +980,48 @@ var file_vbs_v1_volume_proto_goTypes = []any{
 	(*DeleteVolumeRequest)(nil),   // 8: vbs.v1.DeleteVolumeRequest
 	(*DeleteVolumeResponse)(nil),  // 9: vbs.v1.DeleteVolumeResponse
 	(*ResizeVolumeRequest)(nil),   // 10: vbs.v1.ResizeVolumeRequest
-	(*ResizeVolumeResponse)(nil),  // 11: vbs.v1.ResizeVolumeResponse
-	nil,                           // 12: vbs.v1.Volume.LabelsEntry
-	nil,                           // 13: vbs.v1.CreateVolumeRequest.LabelsEntry
-	nil,                           // 14: vbs.v1.ListVolumesRequest.LabelSelectorEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*Operation)(nil),             // 16: vbs.v1.Operation
+	(*FlattenVolumeRequest)(nil),  // 11: vbs.v1.FlattenVolumeRequest
+	(*FlattenVolumeResponse)(nil), // 12: vbs.v1.FlattenVolumeResponse
+	(*ResizeVolumeResponse)(nil),  // 13: vbs.v1.ResizeVolumeResponse
+	nil,                           // 14: vbs.v1.Volume.LabelsEntry
+	nil,                           // 15: vbs.v1.CreateVolumeRequest.LabelsEntry
+	nil,                           // 16: vbs.v1.ListVolumesRequest.LabelSelectorEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Operation)(nil),             // 18: vbs.v1.Operation
 }
 var file_vbs_v1_volume_proto_depIdxs = []int32{
-	12, // 0: vbs.v1.Volume.labels:type_name -> vbs.v1.Volume.LabelsEntry
+	14, // 0: vbs.v1.Volume.labels:type_name -> vbs.v1.Volume.LabelsEntry
 	0,  // 1: vbs.v1.Volume.state:type_name -> vbs.v1.VolumeState
-	15, // 2: vbs.v1.Volume.create_time:type_name -> google.protobuf.Timestamp
-	15, // 3: vbs.v1.Volume.update_time:type_name -> google.protobuf.Timestamp
-	13, // 4: vbs.v1.CreateVolumeRequest.labels:type_name -> vbs.v1.CreateVolumeRequest.LabelsEntry
+	17, // 2: vbs.v1.Volume.create_time:type_name -> google.protobuf.Timestamp
+	17, // 3: vbs.v1.Volume.update_time:type_name -> google.protobuf.Timestamp
+	15, // 4: vbs.v1.CreateVolumeRequest.labels:type_name -> vbs.v1.CreateVolumeRequest.LabelsEntry
 	1,  // 5: vbs.v1.CreateVolumeResponse.volume:type_name -> vbs.v1.Volume
 	1,  // 6: vbs.v1.GetVolumeResponse.volume:type_name -> vbs.v1.Volume
-	14, // 7: vbs.v1.ListVolumesRequest.label_selector:type_name -> vbs.v1.ListVolumesRequest.LabelSelectorEntry
+	16, // 7: vbs.v1.ListVolumesRequest.label_selector:type_name -> vbs.v1.ListVolumesRequest.LabelSelectorEntry
 	0,  // 8: vbs.v1.ListVolumesRequest.state:type_name -> vbs.v1.VolumeState
 	1,  // 9: vbs.v1.ListVolumesResponse.volumes:type_name -> vbs.v1.Volume
 	1,  // 10: vbs.v1.DeleteVolumeResponse.volume:type_name -> vbs.v1.Volume
-	1,  // 11: vbs.v1.ResizeVolumeResponse.volume:type_name -> vbs.v1.Volume
-	16, // 12: vbs.v1.ResizeVolumeResponse.operation:type_name -> vbs.v1.Operation
-	2,  // 13: vbs.v1.VolumeService.CreateVolume:input_type -> vbs.v1.CreateVolumeRequest
-	4,  // 14: vbs.v1.VolumeService.GetVolume:input_type -> vbs.v1.GetVolumeRequest
-	6,  // 15: vbs.v1.VolumeService.ListVolumes:input_type -> vbs.v1.ListVolumesRequest
-	8,  // 16: vbs.v1.VolumeService.DeleteVolume:input_type -> vbs.v1.DeleteVolumeRequest
-	10, // 17: vbs.v1.VolumeService.ResizeVolume:input_type -> vbs.v1.ResizeVolumeRequest
-	3,  // 18: vbs.v1.VolumeService.CreateVolume:output_type -> vbs.v1.CreateVolumeResponse
-	5,  // 19: vbs.v1.VolumeService.GetVolume:output_type -> vbs.v1.GetVolumeResponse
-	7,  // 20: vbs.v1.VolumeService.ListVolumes:output_type -> vbs.v1.ListVolumesResponse
-	9,  // 21: vbs.v1.VolumeService.DeleteVolume:output_type -> vbs.v1.DeleteVolumeResponse
-	11, // 22: vbs.v1.VolumeService.ResizeVolume:output_type -> vbs.v1.ResizeVolumeResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	1,  // 11: vbs.v1.FlattenVolumeResponse.volume:type_name -> vbs.v1.Volume
+	18, // 12: vbs.v1.FlattenVolumeResponse.operation:type_name -> vbs.v1.Operation
+	1,  // 13: vbs.v1.ResizeVolumeResponse.volume:type_name -> vbs.v1.Volume
+	18, // 14: vbs.v1.ResizeVolumeResponse.operation:type_name -> vbs.v1.Operation
+	2,  // 15: vbs.v1.VolumeService.CreateVolume:input_type -> vbs.v1.CreateVolumeRequest
+	4,  // 16: vbs.v1.VolumeService.GetVolume:input_type -> vbs.v1.GetVolumeRequest
+	6,  // 17: vbs.v1.VolumeService.ListVolumes:input_type -> vbs.v1.ListVolumesRequest
+	8,  // 18: vbs.v1.VolumeService.DeleteVolume:input_type -> vbs.v1.DeleteVolumeRequest
+	10, // 19: vbs.v1.VolumeService.ResizeVolume:input_type -> vbs.v1.ResizeVolumeRequest
+	11, // 20: vbs.v1.VolumeService.FlattenVolume:input_type -> vbs.v1.FlattenVolumeRequest
+	3,  // 21: vbs.v1.VolumeService.CreateVolume:output_type -> vbs.v1.CreateVolumeResponse
+	5,  // 22: vbs.v1.VolumeService.GetVolume:output_type -> vbs.v1.GetVolumeResponse
+	7,  // 23: vbs.v1.VolumeService.ListVolumes:output_type -> vbs.v1.ListVolumesResponse
+	9,  // 24: vbs.v1.VolumeService.DeleteVolume:output_type -> vbs.v1.DeleteVolumeResponse
+	13, // 25: vbs.v1.VolumeService.ResizeVolume:output_type -> vbs.v1.ResizeVolumeResponse
+	12, // 26: vbs.v1.VolumeService.FlattenVolume:output_type -> vbs.v1.FlattenVolumeResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_vbs_v1_volume_proto_init() }
@@ -928,7 +1036,7 @@ func file_vbs_v1_volume_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vbs_v1_volume_proto_rawDesc), len(file_vbs_v1_volume_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

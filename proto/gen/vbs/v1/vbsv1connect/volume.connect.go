@@ -47,6 +47,9 @@ const (
 	// VolumeServiceResizeVolumeProcedure is the fully-qualified name of the VolumeService's
 	// ResizeVolume RPC.
 	VolumeServiceResizeVolumeProcedure = "/vbs.v1.VolumeService/ResizeVolume"
+	// VolumeServiceFlattenVolumeProcedure is the fully-qualified name of the VolumeService's
+	// FlattenVolume RPC.
+	VolumeServiceFlattenVolumeProcedure = "/vbs.v1.VolumeService/FlattenVolume"
 )
 
 // VolumeServiceClient is a client for the vbs.v1.VolumeService service.
@@ -68,6 +71,11 @@ type VolumeServiceClient interface {
 	// ResizeVolume grows a volume online. It returns the operation that
 	// carries out the resize; shrinking is refused.
 	ResizeVolume(context.Context, *connect.Request[v1.ResizeVolumeRequest]) (*connect.Response[v1.ResizeVolumeResponse], error)
+	// FlattenVolume copies into a linked clone the data it shares with its
+	// source snapshot, so that it no longer depends on it. It returns the
+	// operation that does the copy; it is refused for a volume that is not
+	// a clone.
+	FlattenVolume(context.Context, *connect.Request[v1.FlattenVolumeRequest]) (*connect.Response[v1.FlattenVolumeResponse], error)
 }
 
 // NewVolumeServiceClient constructs a client for the vbs.v1.VolumeService service. By default, it
@@ -111,16 +119,23 @@ func NewVolumeServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(volumeServiceMethods.ByName("ResizeVolume")),
 			connect.WithClientOptions(opts...),
 		),
+		flattenVolume: connect.NewClient[v1.FlattenVolumeRequest, v1.FlattenVolumeResponse](
+			httpClient,
+			baseURL+VolumeServiceFlattenVolumeProcedure,
+			connect.WithSchema(volumeServiceMethods.ByName("FlattenVolume")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // volumeServiceClient implements VolumeServiceClient.
 type volumeServiceClient struct {
-	createVolume *connect.Client[v1.CreateVolumeRequest, v1.CreateVolumeResponse]
-	getVolume    *connect.Client[v1.GetVolumeRequest, v1.GetVolumeResponse]
-	listVolumes  *connect.Client[v1.ListVolumesRequest, v1.ListVolumesResponse]
-	deleteVolume *connect.Client[v1.DeleteVolumeRequest, v1.DeleteVolumeResponse]
-	resizeVolume *connect.Client[v1.ResizeVolumeRequest, v1.ResizeVolumeResponse]
+	createVolume  *connect.Client[v1.CreateVolumeRequest, v1.CreateVolumeResponse]
+	getVolume     *connect.Client[v1.GetVolumeRequest, v1.GetVolumeResponse]
+	listVolumes   *connect.Client[v1.ListVolumesRequest, v1.ListVolumesResponse]
+	deleteVolume  *connect.Client[v1.DeleteVolumeRequest, v1.DeleteVolumeResponse]
+	resizeVolume  *connect.Client[v1.ResizeVolumeRequest, v1.ResizeVolumeResponse]
+	flattenVolume *connect.Client[v1.FlattenVolumeRequest, v1.FlattenVolumeResponse]
 }
 
 // CreateVolume calls vbs.v1.VolumeService.CreateVolume.
@@ -148,6 +163,11 @@ func (c *volumeServiceClient) ResizeVolume(ctx context.Context, req *connect.Req
 	return c.resizeVolume.CallUnary(ctx, req)
 }
 
+// FlattenVolume calls vbs.v1.VolumeService.FlattenVolume.
+func (c *volumeServiceClient) FlattenVolume(ctx context.Context, req *connect.Request[v1.FlattenVolumeRequest]) (*connect.Response[v1.FlattenVolumeResponse], error) {
+	return c.flattenVolume.CallUnary(ctx, req)
+}
+
 // VolumeServiceHandler is an implementation of the vbs.v1.VolumeService service.
 type VolumeServiceHandler interface {
 	// CreateVolume records a new volume (state CREATING). With
@@ -167,6 +187,11 @@ type VolumeServiceHandler interface {
 	// ResizeVolume grows a volume online. It returns the operation that
 	// carries out the resize; shrinking is refused.
 	ResizeVolume(context.Context, *connect.Request[v1.ResizeVolumeRequest]) (*connect.Response[v1.ResizeVolumeResponse], error)
+	// FlattenVolume copies into a linked clone the data it shares with its
+	// source snapshot, so that it no longer depends on it. It returns the
+	// operation that does the copy; it is refused for a volume that is not
+	// a clone.
+	FlattenVolume(context.Context, *connect.Request[v1.FlattenVolumeRequest]) (*connect.Response[v1.FlattenVolumeResponse], error)
 }
 
 // NewVolumeServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -206,6 +231,12 @@ func NewVolumeServiceHandler(svc VolumeServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(volumeServiceMethods.ByName("ResizeVolume")),
 		connect.WithHandlerOptions(opts...),
 	)
+	volumeServiceFlattenVolumeHandler := connect.NewUnaryHandler(
+		VolumeServiceFlattenVolumeProcedure,
+		svc.FlattenVolume,
+		connect.WithSchema(volumeServiceMethods.ByName("FlattenVolume")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vbs.v1.VolumeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case VolumeServiceCreateVolumeProcedure:
@@ -218,6 +249,8 @@ func NewVolumeServiceHandler(svc VolumeServiceHandler, opts ...connect.HandlerOp
 			volumeServiceDeleteVolumeHandler.ServeHTTP(w, r)
 		case VolumeServiceResizeVolumeProcedure:
 			volumeServiceResizeVolumeHandler.ServeHTTP(w, r)
+		case VolumeServiceFlattenVolumeProcedure:
+			volumeServiceFlattenVolumeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -245,4 +278,8 @@ func (UnimplementedVolumeServiceHandler) DeleteVolume(context.Context, *connect.
 
 func (UnimplementedVolumeServiceHandler) ResizeVolume(context.Context, *connect.Request[v1.ResizeVolumeRequest]) (*connect.Response[v1.ResizeVolumeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vbs.v1.VolumeService.ResizeVolume is not implemented"))
+}
+
+func (UnimplementedVolumeServiceHandler) FlattenVolume(context.Context, *connect.Request[v1.FlattenVolumeRequest]) (*connect.Response[v1.FlattenVolumeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vbs.v1.VolumeService.FlattenVolume is not implemented"))
 }
