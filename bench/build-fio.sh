@@ -1,7 +1,15 @@
 #!/bin/sh
 # build-fio.sh builds fio with its libiscsi engine from Debian's fio source
 # package into bench/build/ (gitignored). It is idempotent: if
-# bench/build/fio already lists the libiscsi engine it does nothing.
+# bench/build/fio lists the libiscsi engine and was built by this version of
+# the recipe (bench/build/fio.recipe), it does nothing.
+#
+# One local fix is applied to the engine: fio (3.33 and upstream) sends
+# SYNCHRONIZE CACHE(16) with NUMBER OF BLOCKS set to the LUN size in bytes,
+# past the end of the LUN. tgt ignores the range; a target that checks it as
+# SBC requires (VBS) answers LBA OUT OF RANGE, which fio does not count as a
+# job error, so flushes would silently not happen. The fix sends 0 blocks,
+# which SBC defines as "from the LBA to the end of the medium".
 #
 # Needs root for apt-get (it adds a bookworm deb-src entry only when none
 # exists, and installs libiscsi-dev, libaio-dev and zlib1g-dev when missing).
@@ -15,12 +23,17 @@ build="$here/build"
 out="$build/fio"
 src_list=/etc/apt/sources.list.d/vbs-src.list
 
+stamp="$build/fio.recipe"
+# recipe names this version of the build; bump it when the build changes so
+# that an older bench/build/fio is rebuilt.
+recipe="fio-libiscsi-synccache16-fix-1"
+
 has_libiscsi() {
 	[ -x "$1" ] && "$1" --enghelp 2>/dev/null | grep -qx '[[:space:]]*libiscsi'
 }
 
-if has_libiscsi "$out"; then
-	echo "build-fio: $out already built with libiscsi"
+if has_libiscsi "$out" && [ "$(cat "$stamp" 2>/dev/null)" = "$recipe" ]; then
+	echo "build-fio: $out already built with libiscsi ($recipe)"
 	exit 0
 fi
 
@@ -97,6 +110,16 @@ if [ -z "$srcdir" ]; then
 fi
 
 cd "$srcdir"
+engine=engines/libiscsi.c
+buggy='0, iscsi_lun->num_blocks \* iscsi_lun->block_size, 0, 0);'
+if grep -q "$buggy" "$engine"; then
+	echo "build-fio: patching SYNCHRONIZE CACHE(16) range in $engine"
+	sed -i "s/$buggy/0, 0, 0, 0); \/* vbs: 0 blocks = to the end of the LUN *\//" "$engine"
+fi
+if ! grep -q 'vbs: 0 blocks = to the end of the LUN' "$engine"; then
+	echo "build-fio: cannot find the SYNCHRONIZE CACHE(16) call to fix in $srcdir/$engine" >&2
+	exit 1
+fi
 ./configure --enable-libiscsi
 make -j2
 cp fio "$out"
@@ -105,4 +128,5 @@ if ! has_libiscsi "$out"; then
 	echo "build-fio: built $out but 'fio --enghelp' does not list libiscsi" >&2
 	exit 1
 fi
-echo "build-fio: built $out with libiscsi"
+echo "$recipe" >"$stamp"
+echo "build-fio: built $out with libiscsi ($recipe)"

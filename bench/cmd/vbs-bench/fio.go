@@ -122,6 +122,9 @@ func (f fioRunner) run(ctx context.Context, job, url string, timeout time.Durati
 	if err != nil {
 		return fiojson.Report{}, fmt.Errorf("fio %s on %s: %w: %s", job, url, err, tail(stderr.String()))
 	}
+	if err := commandFailures(stderr.String()); err != nil {
+		return fiojson.Report{}, fmt.Errorf("fio %s on %s: %w", job, url, err)
+	}
 	for _, j := range rep.Jobs {
 		if j.Error != 0 {
 			return fiojson.Report{}, fmt.Errorf("fio %s on %s: job %s failed with error %d: %s",
@@ -134,6 +137,34 @@ func (f fioRunner) run(ctx context.Context, job, url string, timeout time.Durati
 // durationArg formats d the way fio's time options accept (whole ms).
 func durationArg(d time.Duration) string {
 	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
+
+// libiscsiFailure starts the line fio's libiscsi engine logs for every
+// command that ends with a status other than GOOD.
+const libiscsiFailure = "iscsi: request failed"
+
+// ErrCommandFailed marks a run in which the target failed SCSI commands.
+// fio does not count a failed flush as a job error, so the harness reads
+// the engine's log instead: a benchmark of failing commands is no benchmark.
+var ErrCommandFailed = errors.New("target failed SCSI commands")
+
+// commandFailures returns ErrCommandFailed, with the first failure and a
+// count, if fio's stderr reports failed commands.
+func commandFailures(stderr string) error {
+	n := 0
+	first := ""
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), libiscsiFailure) {
+			if n == 0 {
+				first = strings.TrimSpace(line)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d times, first: %s", ErrCommandFailed, n, first)
 }
 
 // jobTimeout is how long a measured job may take in all.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -114,5 +115,19 @@ func TestDurationArg(t *testing.T) {
 		if got := durationArg(d); got != want {
 			t.Errorf("durationArg(%v) = %s, want %s", d, got, want)
 		}
+	}
+}
+
+func TestCommandFailures(t *testing.T) {
+	clean := "fio: some warning\n"
+	if err := commandFailures(clean); err != nil {
+		t.Errorf("clean stderr: %v", err)
+	}
+	// As fio 3.33 logs a SYNCHRONIZE CACHE(16) that VBS rejected.
+	bad := "iscsi: request failed with error SENSE KEY:ILLEGAL_REQUEST(5) ASCQ:LBA_OUT_OF_RANGE(0x2100).\n" +
+		"iscsi: request failed with error SENSE KEY:ILLEGAL_REQUEST(5) ASCQ:LBA_OUT_OF_RANGE(0x2100).\n"
+	err := commandFailures(bad)
+	if !errors.Is(err, ErrCommandFailed) || !strings.Contains(err.Error(), "2 times") || !strings.Contains(err.Error(), "LBA_OUT_OF_RANGE") {
+		t.Errorf("failed commands: %v", err)
 	}
 }
