@@ -266,6 +266,24 @@ func TestEndToEndOneNode(t *testing.T) {
 		t.Fatalf("bad name: exit %d: %s", code, errs)
 	}
 
+	// Snapshot, overwrite, clone the snapshot: each volume shows its data.
+	e.mustVBS("snapshot", "create", "vol1", "s1")
+	e.mustQemuIO("vol1", e2eHost, "write -P 0x77 0 1M")
+	e.mustVBS("volume", "create", "clone1", "--from-snapshot", "vol1@s1")
+	e.mustVBS("export", "grant", "clone1", "--initiator", e2eHost)
+	checkAll := func() {
+		t.Helper()
+		e.mustQemuIO("vol1", e2eHost, "read -P 0x77 0 1M", "read -P 0x33 4M 64k")
+		e.mustQemuIO("clone1", e2eHost, "read -P 0x5a 0 1M", "read -P 0x33 4M 64k", "read -P 0 8M 1M")
+	}
+	checkAll()
+	// Writes to the clone stay in the clone.
+	e.mustQemuIO("clone1", e2eHost, "write -P 0x44 2M 64k")
+	e.mustQemuIO("vol1", e2eHost, "read -P 0 2M 64k")
+	if _, errs, code := e.vbs("snapshot", "delete", "vol1@s1"); code != 1 || !strings.Contains(errs, "clone") {
+		t.Fatalf("delete snapshot with a clone: exit %d: %s", code, errs)
+	}
+
 	// Revoke: the host can no longer log in; grant again.
 	e.mustVBS("export", "revoke", "vol1", "--initiator", e2eHost)
 	if out, err := e.qemuIO("vol1", e2eHost, "read 0 4k"); err == nil {
@@ -277,12 +295,26 @@ func TestEndToEndOneNode(t *testing.T) {
 	e.stop()
 	e.start()
 	out := e.mustVBS("volume", "list")
-	if !strings.Contains(out, "vol1") || !strings.Contains(out, "128 MiB") || !strings.Contains(out, "in-use") {
+	if !strings.Contains(out, "vol1") || !strings.Contains(out, "128 MiB") || !strings.Contains(out, "clone1") || !strings.Contains(out, "vol1@s1") {
 		t.Fatalf("volume list after restart:\n%s", out)
 	}
 	if out := e.mustVBS("export", "list"); !strings.Contains(out, e2eHost) {
 		t.Fatalf("export list after restart:\n%s", out)
 	}
+	checkAll()
+	e.mustQemuIO("clone1", e2eHost, "read -P 0x44 2M 64k")
+
+	// Flatten the clone: same data, no longer tied to the snapshot.
+	e.mustVBS("volume", "flatten", "clone1")
+	e.mustQemuIO("clone1", e2eHost, "read -P 0x5a 0 1M", "read -P 0x44 2M 64k")
+
+	// Revert refuses while exported; after a revoke it brings back s1.
+	if _, errs, code := e.vbs("snapshot", "revert", "vol1@s1"); code != 1 || !strings.Contains(errs, "revoke access") {
+		t.Fatalf("revert exported volume: exit %d: %s", code, errs)
+	}
+	e.mustVBS("export", "revoke", "vol1", "--initiator", e2eHost)
+	e.mustVBS("snapshot", "revert", "vol1@s1")
+	e.mustVBS("export", "grant", "vol1", "--initiator", e2eHost)
 	check()
 	if out, err := e.qemuIO("vol1", e2eIntruder, "read 0 4k"); err == nil {
 		t.Fatalf("intruder after restart:\n%s", out)
