@@ -65,6 +65,12 @@ type conn struct {
 	running sync.WaitGroup
 	// maxXmit is the largest data segment the initiator accepts.
 	maxXmit atomic.Uint32
+	// A text answer still to send in pieces (reader-owned), the ITT it
+	// answers and the TTT the initiator must echo to get the next piece.
+	textPending []byte
+	textITT     uint32
+	textTTT     uint32
+
 	// ffp is set once the writer runs (full feature phase).
 	ffp atomic.Bool
 
@@ -201,7 +207,9 @@ func (c *conn) fullFeature() {
 		ss.tgt.scsi.NexusOpened(ss.nexus)
 	}
 	c.log.Info("iscsi session logged in", "initiator", p.InitiatorName, "target", p.TargetName, "tsih", ss.tsih,
-		"discovery", p.SessionType == iscsi.SessionDiscovery)
+		"discovery", p.SessionType == iscsi.SessionDiscovery, "immediate_data", p.ImmediateData, "initial_r2t", p.InitialR2T,
+		"first_burst", p.FirstBurstLength, "max_burst", p.MaxBurstLength, "max_xmit", p.MaxXmitDataSegmentLength,
+		"header_digest", p.HeaderDigest, "data_digest", p.DataDigest)
 	c.lastRecv.Store(c.srv.opts.Clock.Now().UnixNano())
 	c.helpers.Add(1)
 	go c.writeLoop()

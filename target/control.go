@@ -78,12 +78,26 @@ func (c *conn) onNOPOut(p *iscsi.PDU) error {
 }
 
 // onText answers a Text Request: SendTargets in discovery sessions, key
-// renegotiation in normal ones. Multi-PDU text exchanges (C bit) are not
-// needed by any key we accept and are refused.
+// renegotiation in normal ones. An answer longer than the initiator's
+// MaxRecvDataSegmentLength goes out in pieces (RFC 7143 section 11.11):
+// each but the last has C=1 and a target transfer tag, and the initiator
+// asks for the next with an empty Text Request echoing that tag. Requests
+// split with the C bit are not needed by any key we accept and are
+// refused.
 func (c *conn) onText(p *iscsi.PDU) error {
 	if !c.admitControl(p) {
 		return nil
 	}
+	if ttt := p.TTT(); ttt != iscsi.ReservedITT {
+		if ttt != c.textTTT || p.ITT() != c.textITT || len(p.Data) != 0 {
+			c.textPending = c.textPending[:0]
+			c.reject(rejectInvalidPDUField, p)
+			return nil
+		}
+		c.sendText(p)
+		return nil
+	}
+	c.textPending = c.textPending[:0]
 	if p.Continue() {
 		c.reject(rejectInvalidPDUField, p)
 		return nil
@@ -114,19 +128,37 @@ func (c *conn) onText(p *iscsi.PDU) error {
 		c.setMaxXmit(updated.MaxXmitDataSegmentLength)
 		out = resp
 	}
-	if len(out) > int(c.maxXmit.Load()) {
-		// Longer answers would need a continued exchange; refuse rather
-		// than exceed what the initiator accepts.
+	if len(out) > maxTextResponse {
 		c.reject(rejectLongOperation, p)
 		return nil
 	}
+	c.textPending = append(c.textPending, out...)
+	c.textITT = p.ITT()
+	c.sendText(p)
+	return nil
+}
+
+// maxTextResponse bounds one text answer across all its pieces.
+const maxTextResponse = 1 << 20
+
+// sendText sends the next piece of the pending text answer to p.
+func (c *conn) sendText(p *iscsi.PDU) {
+	n := min(len(c.textPending), int(c.maxXmit.Load()))
 	m := newCtl(iscsi.OpTextResp, statSNAdvance)
 	m.pdu.SetITT(p.ITT())
-	m.pdu.SetTTT(iscsi.ReservedITT)
 	m.pdu.SetLUN(p.LUN())
-	m.buf = append(m.buf, out...)
+	m.buf = append(m.buf, c.textPending[:n]...)
+	rest := copy(c.textPending, c.textPending[n:])
+	c.textPending = c.textPending[:rest]
+	if rest > 0 {
+		c.textTTT = c.newTTT()
+		m.pdu.SetFlags(iscsi.FlagContinue)
+		m.pdu.SetTTT(c.textTTT)
+	} else {
+		c.textTTT = iscsi.ReservedITT
+		m.pdu.SetTTT(iscsi.ReservedITT)
+	}
 	c.send(m)
-	return nil
 }
 
 // onLogout closes the session or connection after the commands in flight

@@ -3,6 +3,7 @@ package target
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
@@ -563,4 +564,59 @@ func TestSessionsIsolated(t *testing.T) {
 		t.Fatal("session b read wrong data")
 	}
 	waitFor(t, "session a to end", func() bool { return len(ts.Sessions()) == 1 })
+}
+
+// TestSendTargetsContinued: an answer longer than the initiator's
+// MaxRecvDataSegmentLength arrives in pieces with the C bit.
+func TestSendTargetsContinued(t *testing.T) {
+	ts := startServer(t, Options{}, nil)
+	for i := range 200 {
+		st := scsi.NewTarget(scsi.TargetOptions{})
+		iqn := fmt.Sprintf("iqn.2026-11.io.vbs.test:volume-with-a-long-name-%04d", i)
+		if err := ts.AddTarget(TargetConfig{IQN: iqn, SCSI: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := dial(t, ts.addr)
+	in.mustLogin([]iscsi.KV{{Key: "InitiatorName", Value: testInitiator}, {Key: "SessionType", Value: "Discovery"},
+		{Key: "MaxRecvDataSegmentLength", Value: "4096"}})
+	req := &iscsi.PDU{}
+	req.SetOpcode(iscsi.OpTextReq, true)
+	req.SetFlags(iscsi.FlagFinal)
+	req.SetITT(3)
+	req.SetTTT(iscsi.ReservedITT)
+	req.Data = iscsi.EncodeText([]iscsi.KV{{Key: "SendTargets", Value: "All"}})
+	var all []byte
+	pieces := 0
+	for {
+		req.SetCmdSN(in.cmdSN)
+		in.send(req)
+		r := in.recv()
+		if r.Opcode() != iscsi.OpTextResp || r.ITT() != 3 || len(r.Data) > 4096 {
+			t.Fatalf("got %v itt %d with %d bytes", r.Opcode(), r.ITT(), len(r.Data))
+		}
+		all = append(all, r.Data...)
+		pieces++
+		if !r.Continue() {
+			if r.TTT() != iscsi.ReservedITT || !r.Final() {
+				t.Fatalf("last piece: TTT %x flags %x", r.TTT(), r.Flags())
+			}
+			break
+		}
+		req.SetTTT(r.TTT())
+		req.Data = nil
+	}
+	kvs, err := iscsi.ParseText(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := 0
+	for _, kv := range kvs {
+		if kv.Key == "TargetName" {
+			names++
+		}
+	}
+	if names != 201 || pieces < 2 {
+		t.Fatalf("%d targets in %d pieces; want 201 in several", names, pieces)
+	}
 }
