@@ -93,6 +93,7 @@ func (s *Store) CreateSnapshot(ctx context.Context, volume, name string) (Snapsh
 			return err
 		}
 		v.setSnapshots(append(slices.Clone(v.snapshots()), m))
+		v.fresh = nil
 		info = SnapshotInfo{Name: name, Seq: m.Seq, Created: m.Created}
 		return nil
 	})

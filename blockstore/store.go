@@ -59,6 +59,31 @@ type volState struct {
 	// the writer replaces it); lastSnap is the newest one's Seq (0: none).
 	snaps    atomic.Pointer[[]snapshotMeta]
 	lastSnap atomic.Uint64
+
+	// fresh marks blocks written since the newest snapshot (a sparse
+	// bitmap: word index -> 64 bits), so the writer can skip looking up the
+	// version it would otherwise have to preserve. Owned by the writer;
+	// reset when a snapshot is taken; bounded by maxFreshWords.
+	fresh map[uint64]uint64
+}
+
+const maxFreshWords = 1 << 18 // 16M blocks tracked per volume
+
+func (v *volState) isFresh(lba uint64) bool {
+	return v.fresh[lba/64]&(1<<(lba%64)) != 0
+}
+
+// markFresh marks lba; it reports false when the bitmap is full.
+func (v *volState) markFresh(lba uint64) bool {
+	if v.fresh == nil {
+		v.fresh = make(map[uint64]uint64)
+	}
+	w, ok := v.fresh[lba/64]
+	if !ok && len(v.fresh) >= maxFreshWords {
+		return false
+	}
+	v.fresh[lba/64] = w | 1<<(lba%64)
+	return true
 }
 
 func (v *volState) meta() volumeMeta {

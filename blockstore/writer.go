@@ -374,7 +374,9 @@ func (w *writer) flushPending(upto int) (ferr error) {
 func (w *writer) applyPend() error {
 	s := w.s
 	touchIdx := false
-	clear(w.seen)
+	if len(w.seen) > 0 {
+		clear(w.seen)
+	}
 	for i := range w.pend {
 		p := &w.pend[i]
 		q := p.vol.lastSnap.Load()
@@ -382,11 +384,17 @@ func (w *writer) applyPend() error {
 			if q == 0 {
 				continue
 			}
-			k := blockKey{p.vol.id, p.lba}
-			if _, dup := w.seen[k]; dup {
-				continue
+			if p.vol.isFresh(p.lba) {
+				continue // its live version is newer than every snapshot
 			}
-			w.seen[k] = struct{}{}
+			k := blockKey{p.vol.id, p.lba}
+			if !p.vol.markFresh(p.lba) {
+				// The bitmap is full: fall back to per-flush dedup.
+				if _, dup := w.seen[k]; dup {
+					continue
+				}
+				w.seen[k] = struct{}{}
+			}
 			old, ok, err := s.liveLocked(k)
 			if err != nil {
 				return err
@@ -399,11 +407,16 @@ func (w *writer) applyPend() error {
 		}
 		if q > 0 {
 			err := s.forLive(p.vol.id, p.lba, p.lba+p.n, func(lba uint64, old index.Location) {
-				k := blockKey{p.vol.id, lba}
-				if _, dup := w.seen[k]; dup {
+				if p.vol.isFresh(lba) {
 					return
 				}
-				w.seen[k] = struct{}{}
+				k := blockKey{p.vol.id, lba}
+				if !p.vol.markFresh(lba) {
+					if _, dup := w.seen[k]; dup {
+						return
+					}
+					w.seen[k] = struct{}{}
+				}
 				if old.Seq <= q {
 					w.ib.PutVersion(p.vol.id, index.Version{LBA: lba, Loc: old, Superseded: p.loc.Seq})
 					touchIdx = true
