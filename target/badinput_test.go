@@ -194,6 +194,11 @@ func TestConnectionLimits(t *testing.T) {
 	b.expectClosed() // login timeout
 	// a was not disturbed, and the freed slot takes a new connection.
 	a.writeImmediate(0, make([]byte, testBlockSize))
+	waitFor(t, "the timed-out connection to go", func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return len(ts.conns) == 1
+	})
 	d := dial(t, ts.addr)
 	d.isid++
 	d.mustLogin(loginKeys(testInitiator))
