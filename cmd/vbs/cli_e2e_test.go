@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,11 +47,15 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
+// goTool finds the go command that runs this test: `go test` puts its
+// GOROOT/bin first on PATH.
+func goTool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the end-to-end test builds vbs and needs the go command on PATH: %v", err)
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	return p
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -65,7 +68,7 @@ func newE2E(t *testing.T) *e2e {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "vbs")
-	build := exec.Command(goTool(), "build", "-o", bin, ".")
+	build := exec.Command(goTool(t), "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build vbs: %v\n%s", err, out)
 	}
