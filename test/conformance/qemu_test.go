@@ -26,21 +26,39 @@ const (
 	toolTimeout = 60 * time.Second
 )
 
-// buildVBS builds cmd/vbs into a temporary directory (or uses $VBS).
+// vbsPath is the binary under test: $VBS, or cmd/vbs built once by
+// TestMain.
+var vbsPath string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	vbsPath = os.Getenv("VBS")
+	if vbsPath == "" {
+		dir, err := os.MkdirTemp("", "vbs-conformance")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		_, file, _, _ := runtime.Caller(0)
+		vbsPath = filepath.Join(dir, "vbs")
+		cmd := exec.Command("go", "build", "-o", vbsPath, "./cmd/vbs")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build ./cmd/vbs: %v\n%s", err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// buildVBS returns the binary under test.
 func buildVBS(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("VBS"); p != "" {
-		return p
-	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	bin := filepath.Join(t.TempDir(), "vbs")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/vbs")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/vbs: %v\n%s", err, out)
-	}
-	return bin
+	return vbsPath
 }
 
 func freePort(t *testing.T) string {
