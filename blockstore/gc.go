@@ -52,10 +52,12 @@ func (s *Store) CollectGarbage(ctx context.Context, maxSegments int, maxUtil flo
 	}
 	active := s.activeSeg.Load()
 	var cands []segUsage
+	var reclaimable int64
 	for _, u := range usage {
 		if u.id >= active || u.size <= record.SegmentHeaderSize {
 			continue
 		}
+		reclaimable += u.size - u.live
 		util := float64(u.live) / float64(u.size-record.SegmentHeaderSize)
 		if util > maxUtil {
 			continue
@@ -63,6 +65,7 @@ func (s *Store) CollectGarbage(ctx context.Context, maxSegments int, maxUtil flo
 		u.score = (1 - util) * float64(active-u.id) / (1 + util)
 		cands = append(cands, u)
 	}
+	s.reclaimable.Store(reclaimable)
 	slices.SortFunc(cands, func(a, b segUsage) int { return cmp.Compare(b.score, a.score) })
 	if len(cands) > maxSegments {
 		cands = cands[:maxSegments]
@@ -194,7 +197,7 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 			batchBytes += int(bs)
 		}
 		off = end
-		if batchBytes >= 1<<20 {
+		if batchBytes >= relocBatchBytes {
 			moved += uint64(batchBytes)
 			if err := flush(); err != nil {
 				return moved, err
@@ -256,7 +259,7 @@ func (w *writer) relocate(i int, items []relocItem) error {
 		} else if ok && l.Seg == it.old.Seg && l.Off == it.old.Off {
 			rf.live = true
 		}
-		err := s.idx.VersionsOf(it.vol, it.lba, func(ver index.Version) bool {
+		err := s.versionsOf(it.vol, it.lba, func(ver index.Version) bool {
 			if ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off {
 				rf.vers++
 			}
@@ -302,7 +305,7 @@ func (w *writer) relocate(i int, items []relocItem) error {
 			w.ib.Put(it.vol, it.lba, l)
 			moved = true
 		}
-		err := s.idx.VersionsOf(it.vol, it.lba, func(ver index.Version) bool {
+		err := s.versionsOf(it.vol, it.lba, func(ver index.Version) bool {
 			if ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off {
 				ver.Loc.Seg, ver.Loc.Off = rf.newLoc.Seg, rf.newLoc.Off
 				w.ib.PutVersion(it.vol, ver)
@@ -323,6 +326,18 @@ func (w *writer) relocate(i int, items []relocItem) error {
 		return err
 	}
 	return nil
+}
+
+// versionsOf is index.VersionsOf, skipped for volumes without snapshots:
+// deleting a volume's last snapshot drops all of its preserved versions.
+func (s *Store) versionsOf(vol, lba uint64, fn func(index.Version) bool) error {
+	s.catMu.Lock()
+	v := s.vols[vol]
+	s.catMu.Unlock()
+	if v != nil && v.lastSnap.Load() == 0 {
+		return nil
+	}
+	return s.idx.VersionsOf(vol, lba, fn)
 }
 
 // removeSegment deletes a cleaned segment once no read can still resolve
@@ -347,3 +362,8 @@ func (s *Store) removeSegment(id, size uint64) error {
 	s.stats.gcSegments.Add(1)
 	return s.syncDir(s.segDir)
 }
+
+// relocBatchBytes is how much the cleaner hands the writer at once: each
+// batch costs the writer one append, one fdatasync and one synced index
+// commit, during which foreground writes queue.
+const relocBatchBytes = 4 << 20

@@ -212,7 +212,9 @@ func (w *writer) flattenChunk(v *volState, lba, n uint64) error {
 }
 
 // runBackgroundGC cleans segments every interval until ctx is done. Open
-// starts it when Options.GCInterval is set; Close stops it and waits.
+// starts it when Options.GCInterval is set; Close stops it and waits. With
+// a capacity set it cleans only when less than a quarter is free, and
+// cleans any segment at full speed when writes are about to fail.
 func (s *Store) runBackgroundGC(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(s.opts.GCInterval)
@@ -223,12 +225,58 @@ func (s *Store) runBackgroundGC(ctx context.Context, done chan<- struct{}) {
 			return
 		case <-t.C:
 		}
-		st, err := s.CollectGarbage(ctx, s.opts.GCMaxSegments, s.opts.GCMaxUtilization, s.opts.GCRateBytes)
+		maxUtil, rate := s.opts.GCMaxUtilization, s.opts.GCRateBytes
+		if c := s.opts.CapacityBytes; c > 0 {
+			free := c - s.stats.logBytes.Load()
+			switch {
+			case free > c/4:
+				continue // plenty of room: cleaning now only adds write amplification
+			case free < 4*s.opts.SegmentSize:
+				// Writes are about to fail: clean whatever frees space, at
+				// full speed.
+				maxUtil, rate = 1, 0
+			}
+		}
+		st, err := s.CollectGarbage(ctx, s.opts.GCMaxSegments, maxUtil, rate)
+		s.cleanedMu.Lock()
+		close(s.cleaned)
+		s.cleaned = make(chan struct{})
+		s.cleanedMu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			s.opts.Logger.Warn("blockstore: background segment cleaning failed", "err", err)
 		} else if st.SegmentsCleaned > 0 {
 			s.opts.Logger.Info("blockstore: cleaned segments", "segments", st.SegmentsCleaned,
 				"relocated", st.BytesRelocated, "freed", st.BytesFreed, "write_amplification", st.WriteAmplification)
 		}
+	}
+}
+
+// maxSpaceWait bounds how long a write waits for the background cleaner to
+// free space before it fails with ErrNoSpace.
+const maxSpaceWait = 5 * time.Second
+
+// waitForSpace waits for the next background cleaning pass when the pool
+// is full but holds dead space the cleaner can free. It reports whether a
+// retry makes sense.
+func (s *Store) waitForSpace(ctx context.Context, deadline time.Time) bool {
+	if s.bgCancel == nil || s.reclaimable.Load() < 2*s.opts.SegmentSize {
+		return false
+	}
+	wait := deadline.Sub(s.opts.Clock.Now())
+	if wait <= 0 {
+		return false
+	}
+	s.cleanedMu.Lock()
+	ch := s.cleaned
+	s.cleanedMu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/vbs-storage/vbs/blockstore/record"
 )
 
 // Clock is the store's only source of time.
@@ -21,7 +22,7 @@ const (
 	DefaultSegmentSize   = 256 << 20
 	DefaultMaxBatchBytes = 8 << 20
 	DefaultMaxDirty      = 1 << 16
-	DefaultRecordBlocks  = 256 << 10
+	DefaultRecordBytes   = 256 << 10
 	defaultQueueDepth    = 1024
 )
 
@@ -89,7 +90,9 @@ func (o Options) withDefaults() Options {
 		o.GCMaxUtilization = 0.75
 	}
 	if o.MaxRecordBytes <= 0 {
-		o.MaxRecordBytes = DefaultRecordBlocks
+		o.MaxRecordBytes = DefaultRecordBytes
 	}
+	// Replay refuses records larger than the format allows.
+	o.MaxRecordBytes = min(o.MaxRecordBytes, record.MaxDataLen)
 	return o
 }

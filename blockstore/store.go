@@ -154,6 +154,13 @@ type Store struct {
 
 	bgCancel context.CancelFunc
 	bgDone   chan struct{}
+
+	// reclaimable is what the last cleaning pass saw as dead space in
+	// sealed segments. cleaned is closed (and replaced) after every
+	// background pass, waking writers that wait for space.
+	reclaimable atomic.Int64
+	cleanedMu   sync.Mutex
+	cleaned     chan struct{}
 }
 
 type counters struct {
@@ -172,14 +179,15 @@ type counters struct {
 func Open(dir string, opts Options) (_ *Store, err error) {
 	o := opts.withDefaults()
 	s := &Store{
-		opts:   o,
-		fs:     o.FS,
-		dir:    dir,
-		segDir: o.FS.PathJoin(dir, segDirName),
-		dirty:  make(map[blockKey]index.Location),
-		segs:   make(map[uint64]vfs.File),
-		vols:   make(map[uint64]*volState),
-		names:  make(map[string]*volState),
+		opts:    o,
+		fs:      o.FS,
+		dir:     dir,
+		segDir:  o.FS.PathJoin(dir, segDirName),
+		dirty:   make(map[blockKey]index.Location),
+		segs:    make(map[uint64]vfs.File),
+		cleaned: make(chan struct{}),
+		vols:    make(map[uint64]*volState),
+		names:   make(map[string]*volState),
 	}
 	for _, d := range []string{dir, s.segDir, o.FS.PathJoin(dir, indexDirName)} {
 		if err := s.fs.MkdirAll(d, 0o755); err != nil {

@@ -2,11 +2,13 @@ package blockstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/vbs-storage/vbs/blockstore/index"
 	"github.com/vbs-storage/vbs/blockstore/record"
@@ -391,14 +393,27 @@ func (h *Volume) write(ctx context.Context, p []byte, lba uint64, fua, atomic bo
 	if err := h.check(ctx, p, lba, uint64(len(p))/uint64(h.v.blockSize)); err != nil {
 		return fmt.Errorf("write %q: %w", h.v.name, err)
 	}
-	r := getRequest()
-	r.kind, r.vol, r.lba, r.data, r.fua, r.atomic = opWrite, h.v, lba, p, fua, atomic
-	err := h.s.submit(r)
-	putRequest(r)
-	if err != nil {
+	var deadline time.Time
+	for {
+		r := getRequest()
+		r.kind, r.vol, r.lba, r.data, r.fua, r.atomic = opWrite, h.v, lba, p, fua, atomic
+		err := h.s.submit(r)
+		putRequest(r)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrNoSpace) {
+			// A log full of dead space is not a full pool: give the
+			// background cleaner a chance first.
+			if deadline.IsZero() {
+				deadline = h.s.opts.Clock.Now().Add(maxSpaceWait)
+			}
+			if h.s.waitForSpace(ctx, deadline) {
+				continue
+			}
+		}
 		return fmt.Errorf("write %q lba %d: %w", h.v.name, lba, err)
 	}
-	return nil
 }
 
 // CompareAndWrite writes write at lba only if the blocks there equal
