@@ -118,6 +118,10 @@ func (c Command) Wait(ctx context.Context) (Response, error) {
 	}
 	var pending [maxOutstandingR2TLimit]r2t
 	for {
+		// An ended ctx wins over pending R2Ts: no more data is sent.
+		if ctx.Err() != nil && s.abandon(t) {
+			return Response{}, ctx.Err()
+		}
 		select {
 		case <-t.signal:
 		case <-ctx.Done():

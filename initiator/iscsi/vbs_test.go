@@ -176,5 +176,15 @@ func vbsEnv(t testing.TB) *targetEnv {
 	if vbs.f.err != nil {
 		t.Fatalf("vbs target fixture: %v", vbs.f.err)
 	}
+	for _, p := range vbs.f.procs {
+		select {
+		case <-p.exited:
+			// Report once, then keep failing without the output.
+			out := p.out.String()
+			p.out.Reset()
+			t.Fatalf("vbs target %s exited: %v; output:\n%s", p.ep.iqn, p.waitErr, out)
+		default:
+		}
+	}
 	return &vbs.f.env
 }
