@@ -51,6 +51,7 @@ func TestGoldenPages(t *testing.T) {
 			{"vpd80", cdbInquiry(true, vpdSerial, 255)},
 			{"vpd83", cdbInquiry(true, vpdDeviceID, 255)},
 			{"vpd86", cdbInquiry(true, vpdExtended, 255)},
+			{"vpd8f", cdbInquiry(true, vpdThirdPartyCpy, 255)},
 			{"vpdb0", cdbInquiry(true, vpdBlockLimits, 255)},
 			{"vpdb1", cdbInquiry(true, vpdCharacteristc, 255)},
 			{"vpdb2", cdbInquiry(true, vpdLBP, 255)},

@@ -31,6 +31,7 @@ const (
 	vpdSerial        = 0x80
 	vpdDeviceID      = 0x83
 	vpdExtended      = 0x86
+	vpdThirdPartyCpy = 0x8F
 	vpdBlockLimits   = 0xB0
 	vpdCharacteristc = 0xB1
 	vpdLBP           = 0xB2
@@ -67,7 +68,7 @@ const (
 )
 
 // vpdPages lists the VPD pages we serve, in ascending order.
-var vpdPages = [...]byte{vpdSupported, vpdSerial, vpdDeviceID, vpdExtended, vpdBlockLimits, vpdCharacteristc, vpdLBP}
+var vpdPages = [...]byte{vpdSupported, vpdSerial, vpdDeviceID, vpdExtended, vpdThirdPartyCpy, vpdBlockLimits, vpdCharacteristc, vpdLBP}
 
 // standardInquiry fills the standard INQUIRY data with byte 0 = pqpdt.
 func (t *Target) standardInquiry(b []byte, pqpdt byte) {
@@ -154,6 +155,8 @@ func (l *logicalUnit) inquiry(x *execCtx) checkCondition {
 		b[5] = extInqSimpSup
 		b[6] = extInqVSup
 		b[7] = extInqLUICLR
+	case vpdThirdPartyCpy:
+		b = thirdPartyCopyPage()
 	case vpdBlockLimits:
 		b = l.blockLimitsPage()
 	case vpdCharacteristc:

@@ -37,6 +37,38 @@ const (
 	transferUnitKiB   = 0x01
 )
 
+// Third-party Copy VPD page descriptors (SPC-4 7.8.17).
+const (
+	tpcDescSupportedCommands    = 0x0001
+	tpcDescSupportedDescriptors = 0x0004
+	tpcDescHeaderLen            = 4
+	tpcDescAlign                = 4
+)
+
+// thirdPartyCopyPage builds VPD 8Fh (header filled by the caller): the
+// copy commands and descriptor types this target implements.
+func thirdPartyCopyPage() []byte {
+	b := make([]byte, 4, 64)
+	cmds := []byte{
+		opExtendedCopy, 1, saXCopyLID1,
+		opReceiveCopyResults, 2, saCopyStatus, saOperatingParams,
+	}
+	b = appendTPCDescriptor(b, tpcDescSupportedCommands, append([]byte{byte(len(cmds))}, cmds...))
+	b = appendTPCDescriptor(b, tpcDescSupportedDescriptors, []byte{2, xcopySegBlkToBlk, xcopyTgtIdent})
+	return b
+}
+
+// appendTPCDescriptor appends one third-party copy descriptor, padded to a
+// multiple of four bytes.
+func appendTPCDescriptor(b []byte, typ uint16, body []byte) []byte {
+	n := (tpcDescHeaderLen + len(body) + tpcDescAlign - 1) &^ (tpcDescAlign - 1)
+	d := make([]byte, n)
+	putUint16(d[0:], typ)
+	putUint16(d[2:], uint16(n-tpcDescHeaderLen))
+	copy(d[tpcDescHeaderLen:], body)
+	return append(b, d...)
+}
+
 // senseCopyAborted is the COPY ABORTED sense key (SPC-4 table 48).
 const senseCopyAborted SenseKey = 0x0A
 
