@@ -16,6 +16,7 @@ const (
 	metaSealPfx = "seal/"  // + segment(8, BE) -> sealed length
 	metaUserPfx = "user/"  // + id(8, BE) + key -> caller's blob (MetadataStore)
 	metaSnapPfx = "snap/"  // + volume id(8, BE) + seq(8, BE) -> snapshotMeta
+	metaGC      = "gc"     // the last segment cleaned (written to sync the index)
 )
 
 // Volume flag bits in volumeMeta.flags.

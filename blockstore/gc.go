@@ -7,17 +7,19 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/vbs-storage/vbs/blockstore/index"
 	"github.com/vbs-storage/vbs/blockstore/record"
 )
 
 // relocItem is one block the cleaner wants moved out of an old segment.
 type relocItem struct {
-	vol  uint64
-	lba  uint64
-	seq  uint64
-	old  index.Location
-	data []byte
+	vol    uint64
+	lba    uint64
+	seq    uint64
+	old    index.Location
+	data   []byte
+	newLoc index.Location // set once the cleaner has written the copy
 }
 
 // GCStats reports one cleaning pass and the store's totals.
@@ -45,16 +47,18 @@ type segUsage struct {
 // at most rateBytes per second (0: unthrottled); then the segment is
 // deleted. A segment whose utilisation is above maxUtil is left alone.
 func (s *Store) CollectGarbage(ctx context.Context, maxSegments int, maxUtil float64, rateBytes int64) (GCStats, error) {
+	s.gcRun.Lock()
+	defer s.gcRun.Unlock()
 	var st GCStats
 	usage, err := s.segmentUsage()
 	if err != nil {
 		return st, fmt.Errorf("gc: %w", err)
 	}
-	active := s.activeSeg.Load()
+	active, newest := s.activeSeg.Load(), s.nextSeg.Load()
 	var cands []segUsage
 	var reclaimable int64
 	for _, u := range usage {
-		if u.id >= active || u.size <= record.SegmentHeaderSize {
+		if u.id == active || u.id == s.gcHead.id || u.size <= record.SegmentHeaderSize {
 			continue
 		}
 		reclaimable += u.size - u.live
@@ -62,7 +66,7 @@ func (s *Store) CollectGarbage(ctx context.Context, maxSegments int, maxUtil flo
 		if util > maxUtil {
 			continue
 		}
-		u.score = (1 - util) * float64(active-u.id) / (1 + util)
+		u.score = (1 - util) * float64(newest-u.id) / (1 + util)
 		cands = append(cands, u)
 	}
 	s.reclaimable.Store(reclaimable)
@@ -146,11 +150,18 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 		if len(batch) == 0 {
 			return nil
 		}
-		r := getRequest()
-		r.kind, r.reloc = opRelocate, batch
-		err := s.submit(r)
-		putRequest(r)
+		live, err := s.gcAppend(batch)
+		if err != nil {
+			return err
+		}
 		batch, batchBytes = nil, 0
+		if len(live) == 0 {
+			return nil
+		}
+		r := getRequest()
+		r.kind, r.reloc = opRelocate, live
+		err = s.submit(r)
+		putRequest(r)
 		return err
 	}
 	off := uint64(record.SegmentHeaderSize)
@@ -211,6 +222,11 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 	if err := flush(); err != nil {
 		return moved, err
 	}
+	// The new locations went to the index unsynced; make them durable
+	// before the old copies go.
+	if err := s.syncIndex(id); err != nil {
+		return moved + last, err
+	}
 	return moved + last, s.removeSegment(id, size)
 }
 
@@ -235,79 +251,30 @@ func (s *Store) throttle(ctx context.Context, rateBytes int64, start time.Time, 
 	}
 }
 
-// relocate (on the writer) appends the blocks of items that are still
-// referenced at their old location, syncs them, and points every reference
-// (live mapping or preserved version) at the new copy with one synced
-// index commit.
-func (w *writer) relocate(i int, items []relocItem) error {
+// relocate (on the writer) points every reference that still names an
+// item's old location (the index's live entry, or a preserved version) at
+// the copy the cleaner wrote and synced. It does no I/O but an unsynced
+// index commit: the copies are already durable (invariant 1), and the
+// cleaner syncs the index before it deletes the old segment.
+func (w *writer) relocate(_ int, items []relocItem) error {
 	s := w.s
-	type ref struct {
-		item   *relocItem
-		live   bool
-		vers   int
-		newLoc index.Location
-	}
-	var refs []ref
 	for k := range items {
 		it := &items[k]
-		rf := ref{item: it}
-		// Check the index's own entry, not the overlay-shadowed view: the
+		moved := false
+		// The index's own entry, not the overlay-shadowed view: the
 		// overlay's newer write may never become durable, and then the
 		// index entry is what a crash leaves behind.
 		if l, ok, err := s.idx.Get(it.vol, it.lba); err != nil {
+			w.ib.Reset()
 			return err
 		} else if ok && l.Seg == it.old.Seg && l.Off == it.old.Off {
-			rf.live = true
-		}
-		err := s.versionsOf(it.vol, it.lba, func(ver index.Version) bool {
-			if ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off {
-				rf.vers++
-			}
-			return true
-		})
-		if err != nil {
-			return err
-		}
-		if !rf.live && rf.vers == 0 {
-			continue // dead: nothing to move
-		}
-		size := record.HeaderSize + len(it.data)
-		if err := w.makeRoom(i, size); err != nil {
-			return err
-		}
-		rf.newLoc = index.Location{Seg: w.activeID, Off: w.activeOff + uint64(len(w.buf)) + record.HeaderSize, CRC: it.old.CRC}
-		w.buf = record.AppendRecord(w.buf, &record.Header{Type: record.TypeRelocate, Volume: it.vol, LBA: it.lba, Blocks: 1, Seq: it.seq}, it.data)
-		refs = append(refs, rf)
-	}
-	if len(refs) == 0 {
-		return nil
-	}
-	if err := w.flushPending(i); err != nil {
-		return err
-	}
-	if w.failed != nil {
-		return w.failed
-	}
-	if err := w.active.SyncData(); err != nil {
-		err = fmt.Errorf("sync segment %d: %w", w.activeID, err)
-		w.fail(err)
-		return err
-	}
-	// Check again: making room may have rolled the segment, which moves
-	// the overlay's newer mappings into the index.
-	for _, rf := range refs {
-		it := rf.item
-		moved := false
-		if l, ok, err := s.idx.Get(it.vol, it.lba); err != nil {
-			return err
-		} else if ok && l.Seg == it.old.Seg && l.Off == it.old.Off {
-			l.Seg, l.Off = rf.newLoc.Seg, rf.newLoc.Off
+			l.Seg, l.Off = it.newLoc.Seg, it.newLoc.Off
 			w.ib.Put(it.vol, it.lba, l)
 			moved = true
 		}
 		err := s.versionsOf(it.vol, it.lba, func(ver index.Version) bool {
 			if ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off {
-				ver.Loc.Seg, ver.Loc.Off = rf.newLoc.Seg, rf.newLoc.Off
+				ver.Loc.Seg, ver.Loc.Off = it.newLoc.Seg, it.newLoc.Off
 				w.ib.PutVersion(it.vol, ver)
 				moved = true
 			}
@@ -321,9 +288,148 @@ func (w *writer) relocate(i int, items []relocItem) error {
 			s.stats.gcBytes.Add(uint64(len(it.data)))
 		}
 	}
-	if err := w.ib.Commit(true); err != nil {
+	if err := w.ib.Commit(false); err != nil {
 		w.fail(err)
 		return err
+	}
+	return nil
+}
+
+// gcHead is the segment the cleaner appends relocated blocks to: a log
+// head of its own, so relocation never makes foreground writes wait for
+// its fsyncs, and cold data collects apart from hot. Guarded by gcRun.
+type gcHead struct {
+	f   vfs.File
+	id  uint64
+	off uint64
+}
+
+// gcAppend writes the still-referenced items to the cleaner's head
+// segment, syncs them, and returns them with their new locations. Items
+// nothing refers to any more are dropped. gcRun is held.
+func (s *Store) gcAppend(items []relocItem) ([]relocItem, error) {
+	live := items[:0]
+	var buf []byte
+	for _, it := range items {
+		ok, err := s.referenced(it)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		size := uint64(record.HeaderSize + len(it.data))
+		if s.gcHead.f == nil || s.gcHead.off+uint64(len(buf))+size > uint64(s.opts.SegmentSize) {
+			if err := s.gcWrite(buf); err != nil {
+				return nil, err
+			}
+			buf = buf[:0]
+			if err := s.gcRoll(); err != nil {
+				return nil, err
+			}
+		}
+		it.newLoc = index.Location{Seg: s.gcHead.id, Off: s.gcHead.off + uint64(len(buf)) + record.HeaderSize}
+		buf = record.AppendRecord(buf, &record.Header{Type: record.TypeRelocate, Volume: it.vol, LBA: it.lba, Blocks: 1, Seq: it.seq}, it.data)
+		live = append(live, it)
+	}
+	if err := s.gcWrite(buf); err != nil {
+		return nil, err
+	}
+	return live, nil
+}
+
+// referenced reports whether anything in the index still names it.old.
+func (s *Store) referenced(it relocItem) (bool, error) {
+	l, ok, err := s.idx.Get(it.vol, it.lba)
+	if err != nil || (ok && l.Seg == it.old.Seg && l.Off == it.old.Off) {
+		return err == nil, err
+	}
+	found := false
+	err = s.versionsOf(it.vol, it.lba, func(ver index.Version) bool {
+		found = ver.Loc.Seg == it.old.Seg && ver.Loc.Off == it.old.Off
+		return !found
+	})
+	return found, err
+}
+
+// gcWrite appends buf to the head segment and syncs it.
+func (s *Store) gcWrite(buf []byte) error {
+	h := &s.gcHead
+	if len(buf) == 0 || h.f == nil {
+		return nil
+	}
+	if _, err := h.f.Write(buf); err != nil {
+		// The head's tail is unknown now: seal what is good and start a
+		// new head next time.
+		_ = s.gcSeal()
+		return fmt.Errorf("append to segment %d: %w", h.id, classify(err))
+	}
+	if err := h.f.SyncData(); err != nil {
+		_ = s.gcSeal()
+		return fmt.Errorf("sync segment %d: %w", h.id, err)
+	}
+	h.off += uint64(len(buf))
+	s.gcHeadEnd.Store(h.off)
+	s.stats.logBytes.Add(int64(len(buf)))
+	return nil
+}
+
+// gcRoll seals the current head and starts a new one.
+func (s *Store) gcRoll() error {
+	if err := s.gcSeal(); err != nil {
+		return err
+	}
+	id := s.nextSeg.Add(1)
+	path := s.segPath(id)
+	f, err := s.fs.Create(path)
+	if err != nil {
+		return fmt.Errorf("create segment %d: %w", id, classify(err))
+	}
+	var hb [record.SegmentHeaderSize]byte
+	if _, err := f.Write(record.AppendSegmentHeader(hb[:0], record.SegmentHeader{ID: id})); err != nil {
+		_ = f.Close()
+		_ = s.fs.Remove(path)
+		return fmt.Errorf("write segment %d header: %w", id, classify(err))
+	}
+	if err := s.syncDir(s.segDir); err != nil {
+		_ = f.Close()
+		return err
+	}
+	s.segMu.Lock()
+	s.segs[id] = f
+	s.segMu.Unlock()
+	s.stats.logBytes.Add(record.SegmentHeaderSize)
+	s.gcHead = gcHead{f: f, id: id, off: record.SegmentHeaderSize}
+	s.gcHeadID.Store(id)
+	s.gcHeadEnd.Store(record.SegmentHeaderSize)
+	return nil
+}
+
+// gcSeal records the head's valid length (synced) and forgets it.
+func (s *Store) gcSeal() error {
+	h := &s.gcHead
+	if h.f == nil {
+		return nil
+	}
+	ib := s.idx.NewBatch()
+	defer ib.Close()
+	ib.SetMeta(sealKey(h.id), encodeSeal(h.off))
+	if err := ib.Commit(true); err != nil {
+		return fmt.Errorf("seal segment %d: %w", h.id, err)
+	}
+	*h = gcHead{}
+	s.gcHeadID.Store(0)
+	return nil
+}
+
+// syncIndex makes every index commit so far durable (pebble syncs its log
+// up to and including this batch).
+func (s *Store) syncIndex(seg uint64) error {
+	ib := s.idx.NewBatch()
+	defer ib.Close()
+	ib.SetMeta([]byte(metaGC), encodeSeal(seg))
+	if err := ib.Commit(true); err != nil {
+		return fmt.Errorf("sync index: %w", err)
 	}
 	return nil
 }
@@ -363,7 +469,6 @@ func (s *Store) removeSegment(id, size uint64) error {
 	return s.syncDir(s.segDir)
 }
 
-// relocBatchBytes is how much the cleaner hands the writer at once: each
-// batch costs the writer one append, one fdatasync and one synced index
-// commit, during which foreground writes queue.
+// relocBatchBytes is how much the cleaner writes and syncs at once before
+// it hands the new locations to the writer (one unsynced index commit).
 const relocBatchBytes = 4 << 20

@@ -46,6 +46,9 @@ func (s *Store) Scrub(ctx context.Context, progress func(ScrubProgress)) (ScrubP
 		if id == active {
 			size = int64(activeEnd)
 		}
+		if id == s.gcHeadID.Load() {
+			size = min(size, int64(s.gcHeadEnd.Load()))
+		}
 		segs = append(segs, seg{id, size})
 		p.Bytes += size
 	}

@@ -138,6 +138,15 @@ type Store struct {
 	// the cleaner (which never touch the active segment past it).
 	activeSeg atomic.Uint64
 	activeEnd atomic.Uint64
+	// nextSeg is the highest segment ID handed out (writer and cleaner).
+	nextSeg atomic.Uint64
+
+	// gcRun serialises cleaning passes and guards gcHead; gcHeadID and
+	// gcHeadEnd publish the head's synced end for scrub.
+	gcRun     sync.Mutex
+	gcHead    gcHead
+	gcHeadID  atomic.Uint64
+	gcHeadEnd atomic.Uint64
 
 	catMu   sync.Mutex
 	vols    map[uint64]*volState
@@ -448,6 +457,7 @@ func (s *Store) recover() error {
 		size := uint64(st.Size())
 		s.stats.logBytes.Add(int64(size))
 		w.active, w.activeID, w.activeOff = f, id, size
+		s.nextSeg.Store(id)
 		if id < m.Seg {
 			continue
 		}

@@ -550,7 +550,7 @@ func (w *writer) roll() error {
 		// segment cannot be created.
 		w.broken = true
 	}
-	id := w.activeID + 1
+	id := w.s.nextSeg.Add(1)
 	path := w.s.segPath(id)
 	f, err := w.s.fs.Create(path)
 	if err != nil {
