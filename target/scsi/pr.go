@@ -593,7 +593,8 @@ func (t *Target) nexusSnapshot() []Nexus {
 // saved copy when it is not). A failure to persist is a HARDWARE ERROR:
 // the initiator asked for persistence we could not give.
 func (l *logicalUnit) savePRLocked() checkCondition {
-	if l.meta == nil {
+	if l.meta == nil || (!l.pr.aptpl && !l.prSaved) {
+		// Nothing saved and nothing to save: no durable write.
 		return good
 	}
 	var blob []byte
@@ -603,6 +604,7 @@ func (l *logicalUnit) savePRLocked() checkCondition {
 	if err := l.meta.SetMetadata(prMetaKey, blob); err != nil {
 		return newCheck(SenseHardwareError, ASCInternalTargetFailure)
 	}
+	l.prSaved = blob != nil
 	return good
 }
 
@@ -624,6 +626,7 @@ func (l *logicalUnit) loadPR() error {
 		return fmt.Errorf("load persistent reservations: %w", err)
 	}
 	l.pr = p
+	l.prSaved = true
 	return nil
 }
 

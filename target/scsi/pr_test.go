@@ -202,6 +202,11 @@ func TestPRAPTPLPersists(t *testing.T) {
 	if _, typ, ok := h2.readReservation(h.n); !ok || typ != prTypeWEAR {
 		t.Fatal("reservation not reloaded")
 	}
+	// Dropping APTPL clears the saved copy; a restart then finds nothing.
+	expectGood(h2.t, h2.prOut(h.n, prOutRegister, 0, 0x1234, 0x1234, 0))
+	if blob, _ := dev.GetMetadata(prMetaKey); len(blob) != 0 {
+		t.Fatalf("saved reservations kept after APTPL=0: %x", blob)
+	}
 	// APTPL on a device without a metadata store is refused.
 	h3 := newHarness(t, nil, LUOptions{})
 	expectSense(t, h3.prOut(h3.n, prOutRegister, 0, 0, 1, prOutAPTPL), SenseIllegalRequest, ASCInvalidFieldInParameterList)

@@ -339,6 +339,7 @@ type logicalUnit struct {
 	its        map[Nexus]*itState
 	mode       modeState
 	pr         prState
+	prSaved    bool // the metadata store holds a non-empty PR blob
 	spc2Held   bool
 	spc2Holder Nexus
 	xcopy      xcopyState
