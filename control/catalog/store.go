@@ -299,15 +299,6 @@ func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	return nil
 }
 
-// TransferLeadership hands leadership to another voter (leader only), so
-// that a leader can leave the cluster without an election timeout.
-func (s *Store) TransferLeadership() error {
-	if err := s.raft.LeadershipTransfer().Error(); err != nil {
-		return fmt.Errorf("transfer raft leadership: %w", err)
-	}
-	return nil
-}
-
 // Voters lists the ids of the voters in the latest raft configuration.
 func (s *Store) Voters() ([]string, error) {
 	f := s.raft.GetConfiguration()

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -32,7 +34,7 @@ func startNode(t *testing.T, name string, join []string) *testNode {
 			RaftListen: "127.0.0.1:0", SerfListen: "127.0.0.1:0", Join: join,
 			ElectionTimeout: 100 * time.Millisecond, ReconcileInterval: 200 * time.Millisecond,
 			Ready: func(a Addrs) { ready <- a },
-		}, nil)
+		}, testLogger(t, name))
 	}()
 	select {
 	case n.addrs = <-ready:
@@ -47,6 +49,19 @@ func startNode(t *testing.T, name string, join []string) *testNode {
 	}
 	n.token = tok
 	return n
+}
+
+// testLogger sends warnings and errors to the test log, so a failing
+// cluster test shows what raft and serf said.
+func testLogger(t *testing.T, name string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("test_node", name)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func (n *testNode) stop(t *testing.T) {

@@ -319,20 +319,22 @@ func manageVoters(ctx context.Context, st *catalog.Store, mem *membership.Member
 	}
 }
 
-// leaveRaft is called on shutdown before the catalog closes: a node in a
-// cluster of several voters hands over leadership if it has it, announces
-// its leave through Serf, and waits (bounded) until the leader has removed
-// it from the voters.
+// leaveRaft is called on shutdown before the catalog closes, in a cluster
+// of several voters: a leader removes itself from the voters; a follower
+// announces its leave through Serf and waits (bounded) until the leader
+// has removed it.
 func leaveRaft(st *catalog.Store, mem *membership.Membership, self string, log *slog.Logger) {
 	voters, err := st.Voters()
 	if err != nil || len(voters) < 2 {
 		return
 	}
 	if st.IsLeader() {
-		if err := st.TransferLeadership(); err != nil {
+		// A leader removes itself: the change commits with the old quorum,
+		// then it steps down and the others elect a leader among themselves.
+		if err := st.RemoveServer(context.Background(), self); err != nil {
 			log.Warn("leaving as leader", "err", err)
-			return
 		}
+		return
 	}
 	if err := mem.Close(); err != nil {
 		log.Warn("serf leave", "err", err)
