@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
