@@ -575,6 +575,20 @@ func TestBadInput(t *testing.T) {
 			_, err := c.snap.ListSnapshots(ctx, connect.NewRequest(&vbsv1.ListSnapshotsRequest{Volume: "v", PageSize: 5000}))
 			return err
 		}, connect.CodeInvalidArgument, "page_size"},
+		{"delete snapshot bad name", func() error {
+			_, err := c.snap.DeleteSnapshot(ctx, connect.NewRequest(&vbsv1.DeleteSnapshotRequest{Volume: "v", Name: "s@1"}))
+			return err
+		}, connect.CodeInvalidArgument, "name"},
+		{"watch op no id", func() error {
+			st, err := c.op.WatchOperation(ctx, connect.NewRequest(&vbsv1.WatchOperationRequest{}))
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			for st.Receive() {
+			}
+			return st.Err()
+		}, connect.CodeInvalidArgument, "id"},
 		{"delete snapshot missing", func() error {
 			_, err := c.snap.DeleteSnapshot(ctx, connect.NewRequest(&vbsv1.DeleteSnapshotRequest{Volume: "v", Name: "s"}))
 			return err

@@ -177,7 +177,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		Auth: api.NewAuth(token, ""),
 	})
 	mux := http.NewServeMux()
-	a.Register(mux, connect.WithInterceptors(newAPIMetrics(reg)))
+	a.Register(mux, connect.WithInterceptors(newAPIMetrics(reg)),
+		connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, p any) error {
+			// A handler bug must not take the node (and its data path) down.
+			log.Error("API handler panicked", "procedure", spec.Procedure, "panic", p)
+			return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error in %s", spec.Procedure))
+		}))
 	mux.Handle(PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc(PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc(PathReadyz, func(w http.ResponseWriter, _ *http.Request) {
