@@ -378,7 +378,10 @@ func (r *Reconciler) reconcileExports(ctx context.Context, local map[string]cata
 	desired := map[id]bool{}
 	for _, e := range exports {
 		vol, ok := local[e.Volume]
-		if !ok || (vol.State != catalog.VolumeInUse && vol.State != catalog.VolumeAvailable) {
+		// A volume in ERROR keeps its grants: a failed control-plane
+		// step (a resize that found the pool full) must not cut off the
+		// hosts using it. Only creating and deleting volumes are not served.
+		if !ok || vol.State == catalog.VolumeCreating || vol.State == catalog.VolumeDeleting {
 			continue
 		}
 		k := id{e.Volume, e.InitiatorIQN}

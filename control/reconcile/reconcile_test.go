@@ -217,6 +217,32 @@ func TestReconcileDriverErrors(t *testing.T) {
 	if v := h.volume("a"); v.State != catalog.VolumeAvailable || v.Reason != "" {
 		t.Fatalf("volume after recovery = %+v", v)
 	}
+	// A volume that errs while exported keeps its grants on the node.
+	h.apply(catalog.GrantAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:g", TargetIQN: "iqn.t:a"})
+	if err := h.sync(ExportKey("a", "iqn.2026-01.x:g")); err != nil {
+		t.Fatal(err)
+	}
+	h.drv.setFail("EnsureVolume", boom)
+	for i := 0; i < 2; i++ {
+		if err := h.sync(VolumeKey("a")); !errors.Is(err, boom) {
+			t.Fatalf("Sync = %v", err)
+		}
+	}
+	h.drv.mu.Lock()
+	_, served := h.drv.exports[[2]string{"a", "iqn.2026-01.x:g"}]
+	h.drv.mu.Unlock()
+	if v := h.volume("a"); v.State != catalog.VolumeError || !served {
+		t.Fatalf("volume %s, still exported %v", v.State, served)
+	}
+	h.drv.setFail("EnsureVolume", nil)
+	if err := h.sync(VolumeKey("a")); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.volume("a"); v.State != catalog.VolumeInUse {
+		t.Fatalf("volume after recovery with a grant = %s", v.State)
+	}
+	h.apply(catalog.RevokeAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:g"})
+
 	// A failing export is reported to the caller waiting on it.
 	h.drv.setFail("Export", boom)
 	h.apply(catalog.GrantAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:h", TargetIQN: "iqn.t:a"})
