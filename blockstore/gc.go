@@ -76,8 +76,9 @@ func (s *Store) CollectGarbage(ctx context.Context, maxSegments int, maxUtil flo
 	}
 	start := s.opts.Clock.Now()
 	gc0 := s.stats.gcBytes.Load()
+	var submitted uint64 // bytes handed to relocation this pass, for throttling
 	for _, c := range cands {
-		if _, err := s.cleanSegment(ctx, c.id, rateBytes, start, &st); err != nil {
+		if err := s.cleanSegment(ctx, c.id, rateBytes, start, &submitted); err != nil {
 			st.BytesRelocated = s.stats.gcBytes.Load() - gc0
 			return st, fmt.Errorf("gc: segment %d: %w", c.id, err)
 		}
@@ -132,18 +133,18 @@ func (s *Store) segmentUsage() (map[uint64]segUsage, error) {
 }
 
 // cleanSegment moves the still-referenced blocks of segment id and deletes
-// it. It returns the bytes relocated.
-func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, start time.Time, st *GCStats) (uint64, error) {
+// it. done counts the bytes examined for relocation during the pass, which
+// the throttle paces. gcRun is held.
+func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, start time.Time, done *uint64) error {
 	f := s.segFile(id)
 	if f == nil {
-		return 0, nil
+		return nil
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("stat: %w", err)
+		return fmt.Errorf("stat: %w", err)
 	}
 	size := uint64(fi.Size())
-	var moved uint64
 	var batch []relocItem
 	var batchBytes int
 	flush := func() error {
@@ -168,11 +169,11 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 	var hdr [record.HeaderSize]byte
 	for off+record.HeaderSize <= size {
 		if err := ctx.Err(); err != nil {
-			return moved, err
+			return err
 		}
 		if _, err := f.ReadAt(hdr[:], int64(off)); err != nil {
 			// Not knowing what follows, the segment must stay.
-			return moved, fmt.Errorf("read record header at %d: %w", off, err)
+			return fmt.Errorf("read record header at %d: %w", off, err)
 		}
 		h, err := record.DecodeHeader(hdr[:])
 		if err != nil {
@@ -188,14 +189,14 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 		}
 		data := make([]byte, h.DataLen)
 		if _, err := f.ReadAt(data, int64(off+record.HeaderSize)); err != nil {
-			return moved, fmt.Errorf("read record at %d: %w", off, err)
+			return fmt.Errorf("read record at %d: %w", off, err)
 		}
 		if err := record.Verify(hdr[:], data); err != nil {
 			// Never turn a bad record into data: count it; any block it
 			// still backs keeps failing its reads with ErrCorrupt, so the
 			// segment must stay.
 			s.stats.corruptions.Add(1)
-			return moved, &CorruptionError{Seg: id, Off: off}
+			return &CorruptionError{Seg: id, Off: off}
 		}
 		bs := uint64(h.DataLen / h.Blocks)
 		for k := uint64(0); k < uint64(h.Blocks); k++ {
@@ -209,25 +210,25 @@ func (s *Store) cleanSegment(ctx context.Context, id uint64, rateBytes int64, st
 		}
 		off = end
 		if batchBytes >= relocBatchBytes {
-			moved += uint64(batchBytes)
+			*done += uint64(batchBytes)
 			if err := flush(); err != nil {
-				return moved, err
+				return err
 			}
-			if err := s.throttle(ctx, rateBytes, start, moved); err != nil {
-				return moved, err
+			if err := s.throttle(ctx, rateBytes, start, *done); err != nil {
+				return err
 			}
 		}
 	}
-	last := uint64(batchBytes)
+	*done += uint64(batchBytes)
 	if err := flush(); err != nil {
-		return moved, err
+		return err
 	}
 	// The new locations went to the index unsynced; make them durable
 	// before the old copies go.
 	if err := s.syncIndex(id); err != nil {
-		return moved + last, err
+		return err
 	}
-	return moved + last, s.removeSegment(id, size)
+	return s.removeSegment(id, size)
 }
 
 // throttle waits until relocating done bytes since start fits rateBytes

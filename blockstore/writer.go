@@ -79,7 +79,6 @@ type writer struct {
 	batch      []*request
 	chunkStart int
 	needSync   bool
-	hasTrim    bool
 	ib         *index.Batch
 	touched    map[uint64]*volState
 	seen       map[blockKey]struct{}
@@ -170,7 +169,6 @@ func (w *writer) process() {
 		w.add(i, r)
 	}
 	w.flushPending(len(w.batch))
-	w.hasTrim = false
 	if w.failed == nil && (w.needSync || len(w.s.dirty) >= w.s.opts.MaxDirty) {
 		if err := w.syncLog(false); err != nil {
 			for _, r := range w.batch {
@@ -241,7 +239,6 @@ func (w *writer) add(i int, r *request) {
 			lba += n
 		}
 		w.pend = append(w.pend, pendUpdate{vol: r.vol, lba: r.lba, n: r.blocks, trim: true, loc: index.Location{Seq: w.seq}})
-		w.hasTrim = true
 		if w.wantsDurability(r) {
 			w.needSync = true
 		}
@@ -330,7 +327,6 @@ func (w *writer) flushPending(upto int) (ferr error) {
 	defer func() {
 		w.buf = w.buf[:0]
 		w.pend = w.pend[:0]
-		w.hasTrim = false
 		w.chunkStart = upto
 	}()
 	if len(w.buf) == 0 {
