@@ -164,6 +164,13 @@ func runCrashSequential(t *testing.T, seed uint64) {
 	opts := Options{SegmentSize: cfg.segSize, MaxDirty: cfg.maxDirty, MaxRecordBytes: 2 * cfg.bs}
 	s := openMem(t, fs, opts)
 	v := mustCreate(t, s, "vol", uint64(cfg.blocks*cfg.bs), uint32(cfg.bs))
+	// A write-through volume makes every write durable before it returns.
+	writeThrough := rng.IntN(5) == 0
+	if writeThrough {
+		if err := v.SetWriteThrough(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
 	m := newBlockModel(cfg.blocks, cfg.bs)
 	snaps := map[string][][]byte{} // snapshot name -> block contents
 	tag := seed << 32
@@ -178,10 +185,14 @@ func runCrashSequential(t *testing.T, seed uint64) {
 				tag++
 				stamp(p, cfg.bs, tag)
 				fua := rng.IntN(8) == 0
-				if err := v.WriteAt(ctx, p, lba, fua); err != nil {
+				if rng.IntN(10) == 0 {
+					if err := v.WriteAtomic(ctx, p, lba, fua); err != nil {
+						t.Fatalf("seed %d: atomic write: %v", seed, err)
+					}
+				} else if err := v.WriteAt(ctx, p, lba, fua); err != nil {
 					t.Fatalf("seed %d: write: %v", seed, err)
 				}
-				m.write(lba, p, fua)
+				m.write(lba, p, fua || writeThrough)
 			case r < 65:
 				n := 1 + rng.IntN(8)
 				lba := uint64(rng.IntN(cfg.blocks - n + 1))

@@ -141,3 +141,24 @@ func TestGCKeepsSnapshots(t *testing.T) {
 		t.Fatalf("deleting the snapshot freed %d bytes, want at least %d", before-after, 64*4096)
 	}
 }
+
+func TestOvercommitLimit(t *testing.T) {
+	ctx := context.Background()
+	s := openMem(t, vfs.NewStrictMem(), Options{CapacityBytes: 1 << 20, OvercommitRatio: 2})
+	defer s.Close()
+	if _, err := s.CreateVolume(ctx, "a", VolumeOptions{SizeBytes: 1 << 20, BlockSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateVolume(ctx, "b", VolumeOptions{SizeBytes: 1<<20 + 4096, BlockSize: 4096}); !errors.Is(err, ErrOvercommit) {
+		t.Fatalf("create past the over-commit limit: %v", err)
+	}
+	if _, err := s.CreateVolume(ctx, "b", VolumeOptions{SizeBytes: 1 << 20, BlockSize: 4096}); err != nil {
+		t.Fatalf("create up to the limit: %v", err)
+	}
+	if err := s.ResizeVolume(ctx, "b", 2<<20); !errors.Is(err, ErrOvercommit) {
+		t.Fatalf("grow past the limit: %v", err)
+	}
+	if st := s.Stats(); st.LogicalBytes != 2<<20 || st.CapacityBytes != 1<<20 || st.FreeBytes <= 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
