@@ -178,3 +178,30 @@ func BenchmarkWrite4KSnapshots(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRead128K reads random 128 KiB extents (one index scan resolves
+// each 64-block chunk).
+func BenchmarkRead128K(b *testing.B) {
+	_, v := benchStore(b)
+	ctx := context.Background()
+	const span = 16384
+	p := make([]byte, 64*4096)
+	for lba := uint64(0); lba < span; lba += 64 {
+		if err := v.WriteAt(ctx, p, lba, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := v.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 128<<10)
+	rng := rand.New(rand.NewPCG(4, 4))
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := v.ReadAt(ctx, buf, rng.Uint64N(span/32)*32); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

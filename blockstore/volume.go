@@ -664,12 +664,42 @@ func (s *Store) readRun(v *volState, buf []byte, lba uint64, locs []index.Locati
 func (s *Store) lookup(v *volState, lba, q uint64, locs []index.Location, mapped []bool) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if len(locs) >= scanLookupBlocks && q == liveView && v.parent.Load() == nil {
+		return s.scanLookupLocked(v, lba, locs, mapped)
+	}
 	for i := range locs {
 		l, ok, err := s.resolveLocked(v, lba+uint64(i), q)
 		if err != nil {
 			return err
 		}
 		locs[i], mapped[i] = l, ok
+	}
+	return nil
+}
+
+// scanLookupBlocks is the read size from which one index scan resolves a
+// plain volume's live blocks instead of one point lookup per block.
+const scanLookupBlocks = 8
+
+// scanLookupLocked resolves len(locs) consecutive live blocks of a plain
+// volume with one index scan, then the overlay on top. s.mu is held.
+func (s *Store) scanLookupLocked(v *volState, lba uint64, locs []index.Location, mapped []bool) error {
+	clear(mapped)
+	err := s.idx.Scan(v.id, lba, lba+uint64(len(locs)), func(m index.Mapping) bool {
+		i := m.LBA - lba
+		locs[i], mapped[i] = m.Loc, m.Loc.Seg != 0
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if len(s.dirty) == 0 {
+		return nil
+	}
+	for i := range locs {
+		if l, ok := s.dirty[blockKey{v.id, lba + uint64(i)}]; ok {
+			locs[i], mapped[i] = l, l.Seg != 0
+		}
 	}
 	return nil
 }
