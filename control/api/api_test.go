@@ -487,6 +487,10 @@ func TestBadInput(t *testing.T) {
 			_, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "x", SizeBytes: gib, BlockSize: 1024}))
 			return err
 		}, connect.CodeInvalidArgument, "block_size"},
+		{"create on unknown node", func() error {
+			_, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "x", SizeBytes: gib, Node: "nope"}))
+			return err
+		}, connect.CodeNotFound, ""},
 		{"create bad label", func() error {
 			_, err := c.vol.CreateVolume(ctx, connect.NewRequest(&vbsv1.CreateVolumeRequest{Name: "x", SizeBytes: gib, Labels: map[string]string{"a b": "c"}}))
 			return err

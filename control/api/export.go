@@ -21,8 +21,17 @@ func (s exportService) GrantAccess(ctx context.Context, req *connect.Request[vbs
 	if err := domain.ValidateIQN("initiator_iqn", m.InitiatorIqn); err != nil {
 		return nil, invalid(err)
 	}
+	// The portal is that of the node holding the volume.
+	portal := s.a.cfg.Portal
+	s.a.view(func(st *catalog.State) {
+		if v, ok := st.Volumes[m.Volume]; ok {
+			if n, ok := st.Nodes[v.Node]; ok && v.Node != s.a.cfg.NodeName && n.ISCSIAddress != "" {
+				portal = n.ISCSIAddress
+			}
+		}
+	})
 	cmd := catalog.GrantAccess{
-		Volume: m.Volume, InitiatorIQN: m.InitiatorIqn, Portal: s.a.cfg.Portal,
+		Volume: m.Volume, InitiatorIQN: m.InitiatorIqn, Portal: portal,
 		TargetIQN: domain.TargetIQN(s.a.cfg.BaseIQN, m.Volume), Time: s.a.cfg.Now(),
 	}
 	if m.Chap != nil {

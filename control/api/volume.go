@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -63,6 +64,9 @@ func (s volumeService) CreateVolume(ctx context.Context, req *connect.Request[vb
 	}
 	if err := domain.ValidateSize("size_bytes", cmd.SizeBytes); err != nil {
 		return nil, invalid(err)
+	}
+	if err := s.place(&cmd, m.Node); err != nil {
+		return nil, err
 	}
 	v, err := s.a.apply(ctx, cmd)
 	if err != nil {
@@ -190,4 +194,34 @@ func (s volumeService) FlattenVolume(ctx context.Context, req *connect.Request[v
 		return nil, err
 	}
 	return connect.NewResponse(&vbsv1.FlattenVolumeResponse{Volume: v, Operation: toOperation(o.(catalog.Operation))}), nil
+}
+
+// place picks the node for a new volume: a clone's source node, else the
+// requested node (which must be known and alive), else this node.
+func (s volumeService) place(cmd *catalog.CreateVolume, want string) error {
+	var err error
+	s.a.view(func(st *catalog.State) {
+		if cmd.Source != nil {
+			if src, ok := st.Volumes[cmd.Source.Volume]; ok {
+				if want != "" && want != src.Node {
+					err = invalid(&domain.FieldError{Field: "node", Reason: "a clone lives on its source's node " + src.Node})
+				}
+				cmd.Node = src.Node
+			}
+			return
+		}
+		if want == "" || want == s.a.cfg.NodeName {
+			return
+		}
+		n, ok := st.Nodes[want]
+		switch {
+		case !ok:
+			err = notFound("node %q not found", want)
+		case n.State != catalog.NodeAlive:
+			err = connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("node %q is %s", want, n.State))
+		default:
+			cmd.Node = want
+		}
+	})
+	return err
 }

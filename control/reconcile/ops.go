@@ -15,27 +15,32 @@ const progressStep = 5
 // reconcileOps starts pending operations, restarts running ones this
 // leader does not own (after a failover or restart; every operation is
 // idempotent), and cancels those whose cancel was requested.
-func (r *Reconciler) reconcileOps(ctx context.Context, ops []catalog.Operation) {
+func (r *Reconciler) reconcileOps(ctx context.Context, v view, vols map[string]catalog.Volume) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, o := range ops {
+	for _, o := range v.ops {
 		cancel, running := r.ops[o.ID]
-		switch {
-		case o.State.Final():
+		if o.State.Final() {
 			continue
-		case running && o.CancelRequested:
-			cancel()
-		case !running && o.CancelRequested:
-			r.launch(ctx, o, true)
-		case !running:
-			r.launch(ctx, o, false)
 		}
+		if running {
+			if o.CancelRequested {
+				cancel()
+			}
+			continue
+		}
+		d, err := r.driverFor(vols[o.Volume].Node, v.nodes)
+		if err != nil {
+			r.log.Warn("operation waits for its node", "op", o.ID, "err", err)
+			continue
+		}
+		r.launch(ctx, d, o, o.CancelRequested)
 	}
 }
 
 // launch runs one operation in a goroutine the Reconciler owns. Called
 // with r.mu held.
-func (r *Reconciler) launch(ctx context.Context, o catalog.Operation, cancelled bool) {
+func (r *Reconciler) launch(ctx context.Context, d node.Driver, o catalog.Operation, cancelled bool) {
 	octx, cancel := context.WithCancel(ctx)
 	if cancelled {
 		cancel()
@@ -45,7 +50,7 @@ func (r *Reconciler) launch(ctx context.Context, o catalog.Operation, cancelled 
 	go func() {
 		defer r.opsWG.Done()
 		defer cancel()
-		r.runOp(octx, ctx, o)
+		r.runOp(octx, ctx, d, o)
 		r.mu.Lock()
 		delete(r.ops, o.ID)
 		r.mu.Unlock()
@@ -56,7 +61,7 @@ func (r *Reconciler) launch(ctx context.Context, o catalog.Operation, cancelled 
 // runOp carries out one operation and records its outcome. octx is the
 // operation's own context (cancelled on request); ctx outlives it so the
 // outcome can still be recorded.
-func (r *Reconciler) runOp(octx, ctx context.Context, o catalog.Operation) {
+func (r *Reconciler) runOp(octx, ctx context.Context, d node.Driver, o catalog.Operation) {
 	update := func(state catalog.OpState, progress uint32, msg string) {
 		_, err := r.cfg.Catalog.Apply(ctx, catalog.UpdateOperation{ID: o.ID, State: state, Progress: progress, Message: msg, Time: r.cfg.Now()})
 		if err != nil {
@@ -73,12 +78,12 @@ func (r *Reconciler) runOp(octx, ctx context.Context, o catalog.Operation) {
 	var err error
 	switch o.Kind {
 	case catalog.OpResize:
-		err = r.cfg.Driver.ResizeVolume(octx, o.Volume, o.SizeBytes)
+		err = d.ResizeVolume(octx, o.Volume, o.SizeBytes)
 	case catalog.OpRevert:
-		err = r.cfg.Driver.RevertVolume(octx, node.SnapshotRef{Volume: o.Volume, Snapshot: o.Snapshot})
+		err = d.RevertVolume(octx, node.SnapshotRef{Volume: o.Volume, Snapshot: o.Snapshot})
 	case catalog.OpFlatten:
 		var last uint32
-		err = r.cfg.Driver.FlattenVolume(octx, o.Volume, func(done, total uint64) {
+		err = d.FlattenVolume(octx, o.Volume, func(done, total uint64) {
 			if total == 0 {
 				return
 			}

@@ -49,6 +49,9 @@ type Config struct {
 	NodeName string
 	Driver   node.Driver
 	Catalog  Catalog
+	// Remote returns the driver of another node (its node agent); nil
+	// means this server drives only its own node.
+	Remote func(n catalog.Node) node.Driver
 	// Members lists the nodes membership knows (may be nil: only the
 	// local node is recorded, from Self).
 	Members func() []NodeInfo
@@ -252,36 +255,64 @@ func (r *Reconciler) view() view {
 	return v
 }
 
+// errNoDriver explains why a node cannot be driven right now.
+type errNoDriver struct{ node, why string }
+
+func (e *errNoDriver) Error() string { return "node " + e.node + ": " + e.why }
+
+// driverFor returns the driver of a node: the local one for this node,
+// the Remote one (the node agent) for the others.
+func (r *Reconciler) driverFor(name string, nodes map[string]catalog.Node) (node.Driver, error) {
+	if name == r.cfg.NodeName {
+		return r.cfg.Driver, nil
+	}
+	n, ok := nodes[name]
+	switch {
+	case r.cfg.Remote == nil:
+		return nil, &errNoDriver{name, "this server drives only its own node"}
+	case !ok || n.APIAddress == "":
+		return nil, &errNoDriver{name, "no address known"}
+	case n.State != catalog.NodeAlive:
+		return nil, &errNoDriver{name, "node is " + string(n.State)}
+	}
+	return r.cfg.Remote(n), nil
+}
+
 func (r *Reconciler) reconcile(ctx context.Context, errs map[Key]error) {
-	d := r.cfg.Driver
 	v := r.view()
-	local := map[string]catalog.Volume{}
+	vols := map[string]catalog.Volume{}
 	for _, vol := range v.volumes {
-		if vol.Node == r.cfg.NodeName {
-			local[vol.Name] = vol
-		}
+		vols[vol.Name] = vol
 	}
 	// 1. Volumes that should exist. Sources before clones: a clone's
 	// source snapshot was ready when the clone was recorded.
 	for _, vol := range v.volumes {
-		if vol.Node != r.cfg.NodeName || vol.State == catalog.VolumeDeleting {
+		if vol.State == catalog.VolumeDeleting {
 			continue
 		}
-		spec := node.VolumeSpec{Name: vol.Name, SizeBytes: vol.SizeBytes, BlockSize: vol.BlockSize}
-		if vol.Source != nil {
-			spec.Source = &node.SnapshotRef{Volume: vol.Source.Volume, Snapshot: vol.Source.Snapshot}
+		d, err := r.driverFor(vol.Node, v.nodes)
+		if err == nil {
+			spec := node.VolumeSpec{Name: vol.Name, SizeBytes: vol.SizeBytes, BlockSize: vol.BlockSize}
+			if vol.Source != nil {
+				spec.Source = &node.SnapshotRef{Volume: vol.Source.Volume, Snapshot: vol.Source.Snapshot}
+			}
+			err = d.EnsureVolume(ctx, spec)
 		}
-		err := d.EnsureVolume(ctx, spec)
 		r.settleVolume(ctx, vol, v.exports, err, errs)
 	}
 	// 2. Snapshots.
 	for _, sn := range v.snapshots {
-		vol, ok := local[sn.Volume]
+		vol, ok := vols[sn.Volume]
 		if !ok || vol.State == catalog.VolumeDeleting {
 			continue
 		}
-		ref := node.SnapshotRef{Volume: sn.Volume, Snapshot: sn.Name}
 		key := SnapshotKey(sn.Volume, sn.Name)
+		d, err := r.driverFor(vol.Node, v.nodes)
+		if err != nil {
+			errs[key] = err
+			continue
+		}
+		ref := node.SnapshotRef{Volume: sn.Volume, Snapshot: sn.Name}
 		switch sn.State {
 		case catalog.SnapshotCreating, catalog.SnapshotError:
 			if vol.State == catalog.VolumeCreating {
@@ -303,8 +334,20 @@ func (r *Reconciler) reconcile(ctx context.Context, errs map[Key]error) {
 			r.apply(ctx, errs, key, catalog.RemoveSnapshot{Volume: sn.Volume, Name: sn.Name})
 		}
 	}
-	// 3. Exports: make the target hold exactly the catalog's exports.
-	r.reconcileExports(ctx, local, v.exports, errs)
+	// 3. Exports: make each node's target hold exactly the catalog's
+	// grants for the volumes on that node.
+	for _, name := range r.nodesToDrive(v) {
+		d, err := r.driverFor(name, v.nodes)
+		if err != nil {
+			for _, e := range v.exports {
+				if vols[e.Volume].Node == name {
+					errs[ExportKey(e.Volume, e.InitiatorIQN)] = err
+				}
+			}
+			continue
+		}
+		r.reconcileExports(ctx, d, name, vols, v.exports, errs)
+	}
 	// 4. Deleted volumes, clones before their sources. Removing a clone
 	// unblocks its source, so a pass that removed something asks for
 	// another one.
@@ -315,11 +358,15 @@ func (r *Reconciler) reconcile(ctx context.Context, errs map[Key]error) {
 		}
 	}()
 	for _, vol := range v.volumes {
-		if vol.Node != r.cfg.NodeName || vol.State != catalog.VolumeDeleting || v.clones[vol.Name] > 0 {
+		if vol.State != catalog.VolumeDeleting || v.clones[vol.Name] > 0 {
 			continue
 		}
 		key := VolumeKey(vol.Name)
-		if err := d.DeleteVolume(ctx, vol.Name); err != nil {
+		d, err := r.driverFor(vol.Node, v.nodes)
+		if err == nil {
+			err = d.DeleteVolume(ctx, vol.Name)
+		}
+		if err != nil {
 			errs[key] = err
 			continue
 		}
@@ -327,9 +374,24 @@ func (r *Reconciler) reconcile(ctx context.Context, errs map[Key]error) {
 		removed = true
 	}
 	// 5. Operations.
-	r.reconcileOps(ctx, v.ops)
+	r.reconcileOps(ctx, v, vols)
 	// 6. Nodes.
 	r.reconcileNodes(ctx, v.nodes, errs)
+}
+
+// nodesToDrive lists this node and every node that holds a volume, in
+// name order.
+func (r *Reconciler) nodesToDrive(v view) []string {
+	seen := map[string]bool{r.cfg.NodeName: true}
+	out := []string{r.cfg.NodeName}
+	for _, vol := range v.volumes {
+		if !seen[vol.Node] {
+			seen[vol.Node] = true
+			out = append(out, vol.Node)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (r *Reconciler) settleVolume(ctx context.Context, vol catalog.Volume, exports []catalog.Export, err error, errs map[Key]error) {
@@ -361,12 +423,13 @@ func sameCHAP(a, b *node.CHAP) bool {
 	return *a == *b
 }
 
-func (r *Reconciler) reconcileExports(ctx context.Context, local map[string]catalog.Volume, exports []catalog.Export, errs map[Key]error) {
-	d := r.cfg.Driver
+func (r *Reconciler) reconcileExports(ctx context.Context, d node.Driver, nodeName string, vols map[string]catalog.Volume, exports []catalog.Export, errs map[Key]error) {
 	have, err := d.Exports(ctx)
 	if err != nil {
 		for _, e := range exports {
-			errs[ExportKey(e.Volume, e.InitiatorIQN)] = err
+			if vols[e.Volume].Node == nodeName {
+				errs[ExportKey(e.Volume, e.InitiatorIQN)] = err
+			}
 		}
 		return
 	}
@@ -377,7 +440,10 @@ func (r *Reconciler) reconcileExports(ctx context.Context, local map[string]cata
 	}
 	desired := map[id]bool{}
 	for _, e := range exports {
-		vol, ok := local[e.Volume]
+		vol, ok := vols[e.Volume]
+		if ok && vol.Node != nodeName {
+			continue
+		}
 		// A volume in ERROR keeps its grants: a failed control-plane
 		// step (a resize that found the pool full) must not cut off the
 		// hosts using it. Only creating and deleting volumes are not served.
@@ -428,22 +494,22 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, known map[string]catalo
 	if r.cfg.Members != nil {
 		infos = r.cfg.Members()
 	}
-	var st node.Stats
-	if s, err := r.cfg.Driver.Stats(ctx); err == nil {
-		st = s
-	} else {
-		errs[Key("node/"+r.cfg.NodeName)] = err
-	}
 	for _, in := range infos {
 		n := catalog.Node{
 			Name: in.Name, State: in.State, APIAddress: in.APIAddress,
 			ISCSIAddress: in.ISCSIAddress, RaftAddress: in.RaftAddress,
 		}
 		old, ok := known[in.Name]
-		if in.Name == r.cfg.NodeName {
-			n.CapacityBytes, n.UsedBytes = st.CapacityBytes, st.UsedBytes
-		} else if ok {
+		if ok {
 			n.CapacityBytes, n.UsedBytes = old.CapacityBytes, old.UsedBytes
+		}
+		stat := map[string]catalog.Node{in.Name: n}
+		if d, err := r.driverFor(in.Name, stat); err == nil {
+			if st, err := d.Stats(ctx); err == nil {
+				n.CapacityBytes, n.UsedBytes = st.CapacityBytes, st.UsedBytes
+			} else {
+				errs[Key("node/"+in.Name)] = err
+			}
 		}
 		if ok {
 			cmp := old

@@ -285,3 +285,54 @@ func TestReconcileCancelOperation(t *testing.T) {
 		t.Fatal("cancelled resize changed the size")
 	}
 }
+
+// TestReconcileRemoteNode places a volume on another node: the loop drives
+// that node's driver (the node agent in production), not the local one,
+// and reports a node it cannot reach.
+func TestReconcileRemoteNode(t *testing.T) {
+	h := newHarness(t)
+	remote := newMemDriver()
+	h.rec.cfg.Remote = func(n catalog.Node) node.Driver {
+		if n.Name != "n2" || n.APIAddress != "10.0.0.2:7480" {
+			t.Errorf("Remote(%+v)", n)
+		}
+		return remote
+	}
+	h.rec.cfg.Members = func() []NodeInfo {
+		return []NodeInfo{
+			{Name: "n1", State: catalog.NodeAlive},
+			{Name: "n2", State: catalog.NodeAlive, APIAddress: "10.0.0.2:7480"},
+		}
+	}
+	if err := h.sync(Key("node/n2")); err != nil { // records n2
+		t.Fatal(err)
+	}
+	h.apply(catalog.CreateVolume{Name: "r", SizeBytes: gib, BlockSize: 4096, Node: "n2"})
+	if err := h.sync(VolumeKey("r")); err != nil {
+		t.Fatal(err)
+	}
+	h.apply(catalog.GrantAccess{Volume: "r", InitiatorIQN: "iqn.2026-01.x:h", TargetIQN: "iqn.t:r"})
+	if err := h.sync(ExportKey("r", "iqn.2026-01.x:h")); err != nil {
+		t.Fatal(err)
+	}
+	remote.mu.Lock()
+	_, vol := remote.volumes["r"]
+	_, exp := remote.exports[[2]string{"r", "iqn.2026-01.x:h"}]
+	remote.mu.Unlock()
+	h.drv.mu.Lock()
+	localVols := len(h.drv.volumes)
+	h.drv.mu.Unlock()
+	if !vol || !exp || localVols != 0 {
+		t.Fatalf("remote volume %v export %v, local volumes %d", vol, exp, localVols)
+	}
+	// An unreachable node: its volumes go to ERROR saying why.
+	h.rec.cfg.Members = func() []NodeInfo {
+		return []NodeInfo{{Name: "n1", State: catalog.NodeAlive}, {Name: "n2", State: catalog.NodeFailed, APIAddress: "10.0.0.2:7480"}}
+	}
+	_ = h.sync(Key("node/n2")) // records n2 as failed
+	err := h.sync(VolumeKey("r"))
+	var nd *errNoDriver
+	if !errors.As(err, &nd) || h.volume("r").State != catalog.VolumeError {
+		t.Fatalf("unreachable node: %v, volume %s", err, h.volume("r").State)
+	}
+}

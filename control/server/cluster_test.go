@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,9 +23,14 @@ type testNode struct {
 	done   chan error
 }
 
-func startNode(t *testing.T, name string, join []string) *testNode {
+func startNode(t *testing.T, name string, join []string, token ...string) *testNode {
 	t.Helper()
 	dir := t.TempDir()
+	if len(token) > 0 { // share the cluster's token
+		if err := os.WriteFile(filepath.Join(dir, TokenFile), []byte(token[0]+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ready := make(chan Addrs, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &testNode{cancel: cancel, done: make(chan error, 1)}
@@ -159,5 +165,50 @@ func TestLeaderLeaves(t *testing.T) {
 	eventually(t, "b accepts writes alone", func() bool {
 		_, err := bv.CreateVolume(ctx, authed(&vbsv1.CreateVolumeRequest{Name: "v2", SizeBytes: 1 << 30}, b.token))
 		return err == nil
+	})
+}
+
+// TestRemoteVolume places a volume on the follower: the leader drives the
+// follower's block store and target through its node agent, and the grant
+// points initiators at the follower's portal.
+func TestRemoteVolume(t *testing.T) {
+	a := startNode(t, "a", nil)
+	defer a.stop(t)
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	av := vbsv1connect.NewVolumeServiceClient(hc, "http://"+a.addrs.API)
+	ae := vbsv1connect.NewExportServiceClient(hc, "http://"+a.addrs.API)
+	an := vbsv1connect.NewNodeServiceClient(hc, "http://"+a.addrs.API)
+	ctx := context.Background()
+	b := startNode(t, "b", []string{a.addrs.Serf}, a.token)
+	defer b.stop(t)
+	eventually(t, "b alive in the catalog", func() bool {
+		r, err := an.GetNode(ctx, authed(&vbsv1.GetNodeRequest{Name: "b"}, a.token))
+		return err == nil && r.Msg.Node.State == vbsv1.NodeState_NODE_STATE_ALIVE && r.Msg.Node.CapacityBytes > 0
+	})
+	if _, err := av.CreateVolume(ctx, authed(&vbsv1.CreateVolumeRequest{Name: "rv", SizeBytes: 1 << 30, Node: "b"}, a.token)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rv available on b", func() bool {
+		r, err := av.GetVolume(ctx, authed(&vbsv1.GetVolumeRequest{Name: "rv"}, a.token))
+		return err == nil && r.Msg.Volume.State == vbsv1.VolumeState_VOLUME_STATE_AVAILABLE && r.Msg.Volume.Node == "b"
+	})
+	g, err := ae.GrantAccess(ctx, authed(&vbsv1.GrantAccessRequest{Volume: "rv", InitiatorIqn: "iqn.2026-01.com.example:h"}, a.token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Msg.Export.Portal != b.addrs.ISCSI {
+		t.Fatalf("portal = %s, want b's %s", g.Msg.Export.Portal, b.addrs.ISCSI)
+	}
+	r, err := an.GetNode(ctx, authed(&vbsv1.GetNodeRequest{Name: "b"}, a.token))
+	if err != nil || r.Msg.Node.Volumes != 1 {
+		t.Fatalf("node b = %v, %v", r, err)
+	}
+	if _, err := av.DeleteVolume(ctx, authed(&vbsv1.DeleteVolumeRequest{Name: "rv", Cascade: true}, a.token)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rv deleted on b", func() bool {
+		_, err := av.GetVolume(ctx, authed(&vbsv1.GetVolumeRequest{Name: "rv"}, a.token))
+		return connect.CodeOf(err) == connect.CodeNotFound
 	})
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/vbs-storage/vbs/control/api"
 	"github.com/vbs-storage/vbs/control/catalog"
 	"github.com/vbs-storage/vbs/control/membership"
+	"github.com/vbs-storage/vbs/control/node"
+	"github.com/vbs-storage/vbs/control/node/agent"
 	"github.com/vbs-storage/vbs/control/node/local"
 	"github.com/vbs-storage/vbs/control/reconcile"
 	"github.com/vbs-storage/vbs/target"
@@ -34,8 +36,34 @@ const (
 	PathReadyz  = "/readyz"
 )
 
-// readHeaderTimeout bounds how long a client may take to send headers.
-const readHeaderTimeout = 10 * time.Second
+// readHeaderTimeout bounds how long a client may take to send headers;
+// agentTimeout bounds one call to another node's agent.
+const (
+	readHeaderTimeout = 10 * time.Second
+	agentTimeout      = 5 * time.Minute
+)
+
+// bearer adds the cluster token to calls to other nodes' agents.
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
 
 // Run starts a node and serves until ctx ends, then stops everything in
 // reverse order and waits for it. The iSCSI portal starts first and stops
@@ -161,7 +189,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(newCollector(st, mem, nd))
 	rm := newReconcileMetrics(reg)
+	// Remote nodes are driven through their node agent, with this node's
+	// token: a cluster shares one token (see docs/operations.md).
+	scheme := "http://"
+	if cfg.TLSCert != "" {
+		scheme = "https://"
+	}
+	agentHTTP := &http.Client{Timeout: agentTimeout}
+	defer agentHTTP.CloseIdleConnections()
+	auth := api.NewAuth(token, "")
+	remote := func(n catalog.Node) node.Driver {
+		return agent.NewClient(agentHTTP, scheme+n.APIAddress, connect.WithInterceptors(bearer(token)))
+	}
 	rec := reconcile.New(reconcile.Config{
+		Remote:   remote,
 		NodeName: cfg.NodeName, Driver: nd, Catalog: st, Hints: mem.Hints(), LeaderCh: st.LeaderCh(),
 		Interval: cfg.ReconcileInterval, Logger: log, OnPass: rm.onPass,
 		Self:    reconcile.NodeInfo{Name: cfg.NodeName, State: catalog.NodeAlive, APIAddress: apiLn.Addr().String(), ISCSIAddress: portal, RaftAddress: raftLn},
@@ -174,15 +215,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	// 5. API.
 	a := api.New(api.Config{
 		Catalog: st, Syncer: rec, NodeName: cfg.NodeName, Portal: portal, BaseIQN: cfg.BaseIQN,
-		Auth: api.NewAuth(token, ""),
+		Auth: auth,
 	})
 	mux := http.NewServeMux()
-	a.Register(mux, connect.WithInterceptors(newAPIMetrics(reg)),
+	am := newAPIMetrics(reg)
+	a.Register(mux, connect.WithInterceptors(am),
 		connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, p any) error {
 			// A handler bug must not take the node (and its data path) down.
 			log.Error("API handler panicked", "procedure", spec.Procedure, "panic", p)
 			return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error in %s", spec.Procedure))
 		}))
+	mux.Handle(agent.Handler(nd, connect.WithInterceptors(auth, am)))
 	mux.Handle(PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc(PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc(PathReadyz, func(w http.ResponseWriter, _ *http.Request) {
