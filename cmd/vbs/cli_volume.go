@@ -82,6 +82,7 @@ func (c *cli) waitVolume(ctx context.Context, name string, want vbsv1.VolumeStat
 func newVolumeCreateCmd() *cobra.Command {
 	var (
 		size, from, requestID string
+		nodeName              string
 		labels                []string
 		wait                  bool
 		blockSize             uint32
@@ -95,7 +96,7 @@ func newVolumeCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := &vbsv1.CreateVolumeRequest{Name: a[0], SourceSnapshot: from, RequestId: requestID, BlockSize: blockSize}
+			req := &vbsv1.CreateVolumeRequest{Name: a[0], SourceSnapshot: from, RequestId: requestID, BlockSize: blockSize, Node: nodeName}
 			if from == "" || size != "" {
 				if req.SizeBytes, err = parseSizeFlag(size); err != nil {
 					return err
@@ -124,6 +125,7 @@ func newVolumeCreateCmd() *cobra.Command {
 	f.StringVar(&requestID, "request-id", "", "idempotency key: retrying with it returns the same volume")
 	f.BoolVar(&wait, "wait", true, "wait until the volume is available")
 	f.Uint32Var(&blockSize, "block-size", 0, "logical block size, 512 or 4096 (default 4096)")
+	f.StringVar(&nodeName, "node", "", "node to place the volume on (default: the node serving the API)")
 	return cmd
 }
 
