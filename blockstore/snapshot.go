@@ -319,7 +319,7 @@ func (s *Store) CreateClone(ctx context.Context, volume, snapshot, clone string)
 		return VolumeInfo{}, ErrClosed
 	}
 	p, ok := s.names[volume]
-	if !ok {
+	if !ok || p.deleted.Load() {
 		return VolumeInfo{}, fmt.Errorf("create clone %q: volume %q: %w", clone, volume, ErrVolumeNotFound)
 	}
 	m, ok := findSnap(p, snapshot)

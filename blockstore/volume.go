@@ -152,6 +152,16 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	}
 	s.catMu.Unlock()
 	err := s.run(v, func(w *writer) error {
+		// Re-check under catMu: a clone may have been made meanwhile.
+		s.catMu.Lock()
+		busy := v.open > 0 || v.clones > 0
+		if !busy {
+			v.deleted.Store(true)
+		}
+		s.catMu.Unlock()
+		if busy {
+			return ErrVolumeBusy
+		}
 		ib := w.ib
 		ib.DeleteVolume(v.id)
 		ib.DeleteMeta(volKey(v.id))
@@ -166,12 +176,13 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		}
 		if err != nil {
 			ib.Reset()
+			v.deleted.Store(false)
 			return err
 		}
 		if err := ib.Commit(true); err != nil {
+			v.deleted.Store(false)
 			return err
 		}
-		v.deleted.Store(true)
 		s.mu.Lock()
 		for k := range s.dirty {
 			if k.vol == v.id {
@@ -286,7 +297,7 @@ func (s *Store) OpenVolume(name string) (*Volume, error) {
 		return nil, ErrClosed
 	}
 	v, ok := s.names[name]
-	if !ok {
+	if !ok || v.deleted.Load() {
 		return nil, fmt.Errorf("open volume %q: %w", name, ErrVolumeNotFound)
 	}
 	v.open++
