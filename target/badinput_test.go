@@ -275,3 +275,24 @@ func TestGarbage(t *testing.T) {
 	in := dial(t, ts.addr)
 	in.mustLogin(loginKeys(testInitiator))
 }
+
+// TestConnectionBufferBudget: writes beyond the connection's data-out
+// budget get TASK SET FULL until earlier ones finish.
+func TestConnectionBufferBudget(t *testing.T) {
+	ts := startServer(t, Options{MaxConnectionBuffer: 64 << 10}, nil)
+	in := dial(t, ts.addr)
+	in.mustLogin(withKey(withKey(loginKeys(testInitiator), "InitialR2T", "Yes"), "ImmediateData", "No"))
+	// Two 32 KiB writes waiting for data fill the budget.
+	for i := range 2 {
+		in.send(in.command(rw10(opWrite10, uint32(i*64), 64), iscsi.FlagWrite, 32<<10, nil))
+		if r := in.recv(); r.Opcode() != iscsi.OpR2T {
+			t.Fatalf("got %v; want R2T", r.Opcode())
+		}
+	}
+	third := in.command(rw10(opWrite10, 200, 1), iscsi.FlagWrite, testBlockSize, nil)
+	in.send(third)
+	r := in.recv()
+	if r.Opcode() != iscsi.OpSCSIResponse || r.ITT() != third.ITT() || r.Byte3() != byte(scsi.StatusTaskSetFull) {
+		t.Fatalf("got %v itt %x status 0x%02x; want TASK SET FULL", r.Opcode(), r.ITT(), r.Byte3())
+	}
+}

@@ -63,6 +63,9 @@ type conn struct {
 	// running counts queued and executing commands (Add by the reader
 	// only, so Logout can wait for it).
 	running sync.WaitGroup
+	// buffered is the data-out buffer held by this connection's write
+	// commands, bounded by Options.MaxConnectionBuffer.
+	buffered atomic.Int64
 	// maxXmit is the largest data segment the initiator accepts.
 	maxXmit atomic.Uint32
 	// A text answer still to send in pieces (reader-owned), the ITT it

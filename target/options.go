@@ -26,6 +26,10 @@ const (
 	// (which rejects them as too long) instead of sizing a buffer from an
 	// initiator's number.
 	DefaultMaxCommandBuffer = 16 << 20
+	// DefaultMaxConnectionBuffer bounds the data-out buffers of all the
+	// write commands of one connection; a write beyond it gets TASK SET
+	// FULL, so a queue full of huge writes cannot exhaust memory.
+	DefaultMaxConnectionBuffer = 256 << 20
 )
 
 // Options configures a Server. Zero fields take the defaults above.
@@ -56,8 +60,10 @@ type Options struct {
 	MaxBurstLength           uint32
 	FirstBurstLength         uint32
 	MaxOutstandingR2T        uint32
-	// MaxCommandBuffer bounds the data-out buffer of one command.
-	MaxCommandBuffer uint32
+	// MaxCommandBuffer bounds the data-out buffer of one command;
+	// MaxConnectionBuffer those of all commands of one connection.
+	MaxCommandBuffer    uint32
+	MaxConnectionBuffer uint32
 	// Logger receives connection and session events (slog.Default if nil).
 	Logger *slog.Logger
 	// Clock drives NOP-In pings and their timeouts (the system clock if
@@ -107,6 +113,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxCommandBuffer == 0 {
 		o.MaxCommandBuffer = DefaultMaxCommandBuffer
+	}
+	if o.MaxConnectionBuffer == 0 {
+		o.MaxConnectionBuffer = DefaultMaxConnectionBuffer
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

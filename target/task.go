@@ -62,8 +62,13 @@ type task struct {
 	cdb       [maxCDBLen]byte
 	cdbLen    int
 	state     taskState
-	// tooLarge marks a write announcing more data than MaxCommandBuffer.
-	tooLarge bool
+	// tooLarge marks a write announcing more data than MaxCommandBuffer;
+	// overBudget one that would take the connection's buffered data-out
+	// beyond MaxConnectionBuffer.
+	tooLarge   bool
+	overBudget bool
+	// budget is what this task counts in conn.buffered.
+	budget uint32
 	// failed marks a command the transport ended without executing it.
 	failed  bool
 	aborted atomic.Bool
@@ -99,6 +104,8 @@ func getTask(c *conn) *task {
 	t.c = c
 	t.state = taskHeld
 	t.tooLarge = false
+	t.overBudget = false
+	t.budget = 0
 	t.failed = false
 	t.aborted.Store(false)
 	t.abortWG = nil
@@ -110,6 +117,10 @@ func getTask(c *conn) *task {
 }
 
 func putTask(t *task) {
+	if t.budget > 0 {
+		t.c.buffered.Add(-int64(t.budget))
+		t.budget = 0
+	}
 	t.c = nil
 	t.cmd = scsi.Command{}
 	t.hdr.Data = nil
@@ -198,7 +209,12 @@ func (c *conn) onSCSICommand(p *iscsi.PDU) error {
 		return nil
 	}
 	t.tooLarge = t.isWrite() && t.edtl > c.srv.opts.MaxCommandBuffer
-	if t.isWrite() && !t.tooLarge {
+	if t.isWrite() && !t.tooLarge && c.buffered.Load()+int64(t.edtl) > int64(c.srv.opts.MaxConnectionBuffer) {
+		t.overBudget = true
+	}
+	if t.isWrite() && !t.tooLarge && !t.overBudget {
+		t.budget = t.edtl
+		c.buffered.Add(int64(t.budget))
 		t.want = t.edtl
 		if uint32(cap(t.buf)) < t.want {
 			t.buf = make([]byte, t.want)
@@ -293,7 +309,12 @@ func (c *conn) deliver(t *task) {
 	}
 	if t.tooLarge {
 		c.failTask(t, "expected data transfer length beyond the command buffer bound",
-			senseKeyIllegalRequest, ascInvalidFieldInCDB, 0)
+			scsi.StatusCheckCondition, senseKeyIllegalRequest, ascInvalidFieldInCDB, 0)
+		return
+	}
+	if t.overBudget {
+		// SAM's answer to a full task set: the initiator retries later.
+		c.failTask(t, "connection data-out buffer budget exhausted", scsi.StatusTaskSetFull, 0, 0, 0)
 		return
 	}
 	if t.recv < t.want {
@@ -472,13 +493,13 @@ func (c *conn) failDataOut(t *task, why string) error {
 		t.abort()
 		return nil
 	}
-	c.failTask(t, "data-out sequence error: "+why, senseKeyAborted, ascDataPhaseError, ascqDataPhaseError)
+	c.failTask(t, "data-out sequence error: "+why, scsi.StatusCheckCondition, senseKeyAborted, ascDataPhaseError, ascqDataPhaseError)
 	return nil
 }
 
-// failTask ends a delivered command that will not run with CHECK
-// CONDITION and the given sense.
-func (c *conn) failTask(t *task, why string, key, asc, ascq byte) {
+// failTask ends a delivered command that will not run with status and,
+// for CHECK CONDITION, the given sense.
+func (c *conn) failTask(t *task, why string, status scsi.Status, key, asc, ascq byte) {
 	c.log.Info("iscsi command failed by the transport", "itt", fmt.Sprintf("0x%08x", t.itt), "why", why)
 	c.mu.Lock()
 	if c.tasks[t.itt] == t {
@@ -491,15 +512,17 @@ func (c *conn) failTask(t *task, why string, key, asc, ascq byte) {
 	t.cmd = scsi.Command{}
 	t.failed = true
 	t.res.Reset()
-	t.res.Status = scsi.StatusCheckCondition
-	sb := t.res.SenseBuffer()[:senseFixedLen]
-	clear(sb)
-	sb[0] = senseFixedCurrent
-	sb[senseOffKey] = key
-	sb[senseOffAddlLen] = senseAddlLen
-	sb[senseOffASC] = asc
-	sb[senseOffASCQ] = ascq
-	t.res.Sense = sb
+	t.res.Status = status
+	if status == scsi.StatusCheckCondition {
+		sb := t.res.SenseBuffer()[:senseFixedLen]
+		clear(sb)
+		sb[0] = senseFixedCurrent
+		sb[senseOffKey] = key
+		sb[senseOffAddlLen] = senseAddlLen
+		sb[senseOffASC] = asc
+		sb[senseOffASCQ] = ascq
+		t.res.Sense = sb
+	}
 	c.send(t)
 }
 
