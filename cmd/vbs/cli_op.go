@@ -48,14 +48,23 @@ func newOpListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := c.op.ListOperations(cmd.Context(), connect.NewRequest(&vbsv1.ListOperationsRequest{Volume: volume}))
-			if err != nil {
-				return explain(err)
+			all := &vbsv1.ListOperationsResponse{}
+			req := &vbsv1.ListOperationsRequest{Volume: volume}
+			for {
+				r, err := c.op.ListOperations(cmd.Context(), connect.NewRequest(req))
+				if err != nil {
+					return explain(err)
+				}
+				all.Operations = append(all.Operations, r.Msg.Operations...)
+				if r.Msg.NextPageToken == "" {
+					break
+				}
+				req.PageToken = r.Msg.NextPageToken
 			}
 			if c.output == outputJSON {
-				return c.printJSON(r.Msg)
+				return c.printJSON(all)
 			}
-			return c.table(opHeader, opRows(r.Msg.Operations))
+			return c.table(opHeader, opRows(all.Operations))
 		},
 	}
 	cmd.Flags().StringVar(&volume, "volume", "", "only operations on this volume")

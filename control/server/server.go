@@ -80,9 +80,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if err := os.MkdirAll(cfg.DataDir, dirMode); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	_, statErr := os.Stat(filepath.Join(cfg.DataDir, TokenFile))
 	token, err := loadOrCreate(cfg.DataDir, TokenFile, newToken)
 	if err != nil {
 		return err
+	}
+	if statErr != nil && len(cfg.Join) > 0 {
+		log.Warn("joining a cluster with a new API token: copy the cluster's api-token into the data dir, " +
+			"or the leader cannot drive this node and clients need a second token")
 	}
 	if cfg.NodeName == "" {
 		if cfg.NodeName, err = loadOrCreate(cfg.DataDir, nodeNameFile, defaultNodeName); err != nil {
