@@ -170,11 +170,9 @@ func explain(err error) error {
 	return fmt.Errorf("%s: %s", ce.Code(), msg)
 }
 
-var jsonOpts = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}
-
 // printJSON writes one message as JSON (snake_case field names).
 func (c *cli) printJSON(m proto.Message) error {
-	b, err := jsonOpts.Marshal(m)
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode JSON: %w", err)
 	}

@@ -64,7 +64,7 @@ func TestParseHelpers(t *testing.T) {
 func TestVolumeTable(t *testing.T) {
 	var b strings.Builder
 	c := &cli{out: &b, output: outputTable}
-	err := c.table(volumeHeader, volumeRows([]*vbsv1.Volume{
+	err := c.table(volumeHeader(), volumeRows([]*vbsv1.Volume{
 		{Name: "db", SizeBytes: 10 << 30, State: vbsv1.VolumeState_VOLUME_STATE_AVAILABLE, Node: "n1"},
 		{Name: "web-clone", SizeBytes: 3 << 29, State: vbsv1.VolumeState_VOLUME_STATE_ERROR, StateReason: "pool full", SourceSnapshot: "web@s1", Node: "n1"},
 	}))

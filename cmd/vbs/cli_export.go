@@ -16,7 +16,7 @@ func newExportCmd() *cobra.Command {
 	return cmd
 }
 
-var exportHeader = []string{"VOLUME", "INITIATOR", "CHAP", "URL"}
+func exportHeader() []string { return []string{"VOLUME", "INITIATOR", "CHAP", "URL"} }
 
 func exportRows(es []*vbsv1.Export) [][]string {
 	rows := make([][]string, 0, len(es))
@@ -59,7 +59,7 @@ func newExportGrantCmd() *cobra.Command {
 			if c.output == outputJSON {
 				return c.printJSON(r.Msg.Export)
 			}
-			return c.table(exportHeader, exportRows([]*vbsv1.Export{r.Msg.Export}))
+			return c.table(exportHeader(), exportRows([]*vbsv1.Export{r.Msg.Export}))
 		},
 	}
 	cmd.Flags().StringVar(&initiator, "initiator", "", "initiator IQN of the host")
@@ -117,7 +117,7 @@ func newExportListCmd() *cobra.Command {
 			if c.output == outputJSON {
 				return c.printJSON(r.Msg)
 			}
-			return c.table(exportHeader, exportRows(r.Msg.Exports))
+			return c.table(exportHeader(), exportRows(r.Msg.Exports))
 		},
 	}
 }

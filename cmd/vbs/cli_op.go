@@ -15,7 +15,9 @@ func newOpCmd() *cobra.Command {
 	return cmd
 }
 
-var opHeader = []string{"ID", "KIND", "VOLUME", "STATE", "PROGRESS", "MESSAGE", "AGE"}
+func opHeader() []string {
+	return []string{"ID", "KIND", "VOLUME", "STATE", "PROGRESS", "MESSAGE", "AGE"}
+}
 
 func opRows(ops []*vbsv1.Operation) [][]string {
 	rows := make([][]string, 0, len(ops))
@@ -34,7 +36,7 @@ func (c *cli) printOperation(o *vbsv1.Operation) error {
 	if c.output == outputJSON {
 		return c.printJSON(o)
 	}
-	return c.table(opHeader, opRows([]*vbsv1.Operation{o}))
+	return c.table(opHeader(), opRows([]*vbsv1.Operation{o}))
 }
 
 func newOpListCmd() *cobra.Command {
@@ -64,7 +66,7 @@ func newOpListCmd() *cobra.Command {
 			if c.output == outputJSON {
 				return c.printJSON(all)
 			}
-			return c.table(opHeader, opRows(all.Operations))
+			return c.table(opHeader(), opRows(all.Operations))
 		},
 	}
 	cmd.Flags().StringVar(&volume, "volume", "", "only operations on this volume")

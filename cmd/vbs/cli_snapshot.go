@@ -18,7 +18,7 @@ func newSnapshotCmd() *cobra.Command {
 	return cmd
 }
 
-var snapshotHeader = []string{"VOLUME", "NAME", "SIZE", "STATE", "AGE"}
+func snapshotHeader() []string { return []string{"VOLUME", "NAME", "SIZE", "STATE", "AGE"} }
 
 func snapshotRows(ss []*vbsv1.Snapshot) [][]string {
 	rows := make([][]string, 0, len(ss))
@@ -79,7 +79,7 @@ func newSnapshotCreateCmd() *cobra.Command {
 			if c.output == outputJSON {
 				return c.printJSON(s)
 			}
-			return c.table(snapshotHeader, snapshotRows([]*vbsv1.Snapshot{s}))
+			return c.table(snapshotHeader(), snapshotRows([]*vbsv1.Snapshot{s}))
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the snapshot is ready")
@@ -112,7 +112,7 @@ func newSnapshotListCmd() *cobra.Command {
 			if c.output == outputJSON {
 				return c.printJSON(all)
 			}
-			return c.table(snapshotHeader, snapshotRows(all.Snapshots))
+			return c.table(snapshotHeader(), snapshotRows(all.Snapshots))
 		},
 	}
 }

@@ -31,13 +31,13 @@ func volumeRows(vs []*vbsv1.Volume) [][]string {
 	return rows
 }
 
-var volumeHeader = []string{"NAME", "SIZE", "STATE", "SOURCE", "NODE", "AGE"}
+func volumeHeader() []string { return []string{"NAME", "SIZE", "STATE", "SOURCE", "NODE", "AGE"} }
 
 func (c *cli) printVolume(v *vbsv1.Volume) error {
 	if c.output == outputJSON {
 		return c.printJSON(v)
 	}
-	return c.table(volumeHeader, volumeRows([]*vbsv1.Volume{v}))
+	return c.table(volumeHeader(), volumeRows([]*vbsv1.Volume{v}))
 }
 
 func parseLabels(in []string) (map[string]string, error) {
@@ -163,7 +163,7 @@ func newVolumeListCmd() *cobra.Command {
 			if c.output == outputJSON {
 				return c.printJSON(all)
 			}
-			return c.table(volumeHeader, volumeRows(all.Volumes))
+			return c.table(volumeHeader(), volumeRows(all.Volumes))
 		},
 	}
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "only volumes with label KEY=VALUE (repeatable)")

@@ -32,11 +32,21 @@ func NewAuth(admin, readOnly string) *Auth {
 const bearerPrefix = "Bearer "
 
 var (
-	errNoToken    = errors.New("missing bearer token: send 'Authorization: Bearer TOKEN' (the token is in DATA_DIR/api-token)")
-	errBadToken   = errors.New("invalid bearer token")
-	errReadOnly   = errors.New("this token is read-only")
-	readOnlyVerbs = []string{"/Get", "/List", "/Watch"}
+	errNoToken  = errors.New("missing bearer token: send 'Authorization: Bearer TOKEN' (the token is in DATA_DIR/api-token)")
+	errBadToken = errors.New("invalid bearer token")
+	errReadOnly = errors.New("this token is read-only")
 )
+
+// readOnly reports whether a procedure only reads: its method name
+// starts with Get, List or Watch.
+func readOnly(procedure string) bool {
+	i := strings.LastIndexByte(procedure, '/')
+	if i < 0 {
+		return false
+	}
+	m := procedure[i+1:]
+	return strings.HasPrefix(m, "Get") || strings.HasPrefix(m, "List") || strings.HasPrefix(m, "Watch")
+}
 
 func (a *Auth) check(h http.Header, procedure string) error {
 	v := h.Get("Authorization")
@@ -48,11 +58,8 @@ func (a *Auth) check(h http.Header, procedure string) error {
 		return nil
 	}
 	if a.readOnly != nil && subtle.ConstantTimeCompare(tok, a.readOnly) == 1 {
-		i := strings.LastIndexByte(procedure, '/')
-		for _, verb := range readOnlyVerbs {
-			if i >= 0 && strings.HasPrefix(procedure[i:], verb) {
-				return nil
-			}
+		if readOnly(procedure) {
+			return nil
 		}
 		return connect.NewError(connect.CodePermissionDenied, errReadOnly)
 	}
