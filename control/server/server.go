@@ -36,12 +36,8 @@ const (
 	PathReadyz  = "/readyz"
 )
 
-// readHeaderTimeout bounds how long a client may take to send headers;
-// agentTimeout bounds one call to another node's agent.
-const (
-	readHeaderTimeout = 10 * time.Second
-	agentTimeout      = 5 * time.Minute
-)
+// readHeaderTimeout bounds how long a client may take to send headers.
+const readHeaderTimeout = 10 * time.Second
 
 // bearer adds the cluster token to calls to other nodes' agents.
 type bearer string
@@ -200,7 +196,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if cfg.TLSCert != "" {
 		scheme = "https://"
 	}
-	agentHTTP := &http.Client{Timeout: agentTimeout}
+	agentHTTP := &http.Client{}
 	defer agentHTTP.CloseIdleConnections()
 	auth := api.NewAuth(token, "")
 	remote := func(n catalog.Node) node.Driver {
