@@ -32,7 +32,7 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-lint: vet staticcheck
+lint: vet staticcheck buf-lint generate-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 staticcheck:
