@@ -230,6 +230,20 @@ func (l *logicalUnit) maxTransferBlocks() uint32 {
 	return l.t.opts.MaxTransferBytes >> l.blockShift
 }
 
+// optimalUnmapGranularity is the OPTIMAL UNMAP GRANULARITY of VPD B0h, in
+// blocks: one physical block on 512-byte LUNs, and 0 ("not reported") on
+// larger blocks. QEMU's iSCSI driver (7.2 at least) turns a reported
+// granularity of 4 KiB or more, with LBPRZ, into an allocation map whose
+// block-status queries are not aligned to 4 KiB blocks, and aborts on its
+// own alignment assertion when a guest reads 32 KiB of unwritten space.
+// Nothing is lost by not reporting: every block unmaps on its own.
+func (l *logicalUnit) optimalUnmapGranularity() uint32 {
+	if l.blockShift > 9 {
+		return 0
+	}
+	return uint32(1) << l.opts.PhysicalBlockExponent
+}
+
 // blockLimitsPage builds VPD B0h.
 func (l *logicalUnit) blockLimitsPage() []byte {
 	o := &l.t.opts
@@ -243,7 +257,7 @@ func (l *logicalUnit) blockLimitsPage() []byte {
 	if l.unmapper != nil {
 		putUint32(b[20:], o.MaxUnmapBlocks)
 		putUint32(b[24:], o.MaxUnmapDescriptors)
-		putUint32(b[28:], uint32(1)<<l.opts.PhysicalBlockExponent)
+		putUint32(b[28:], l.optimalUnmapGranularity())
 	}
 	putUint64(b[36:], o.MaxWriteSameBlocks)
 	if l.atomicW != nil {
