@@ -315,7 +315,9 @@ func (c *conn) teardown() {
 	}
 	c.mu.Unlock()
 	c.workers.Wait()
+	c.drainWork() // anything queued after the workers left
 	c.helpers.Wait()
+	c.drainOut() // anything queued after the writer left
 	c.srv.removeSession(ss)
 	if ss.tgt != nil {
 		ss.tgt.scsi.NexusClosed(ss.nexus)

@@ -188,13 +188,27 @@ func (c *conn) onLogout(p *iscsi.PDU) error {
 		c.send(m)
 		return nil
 	}
-	c.running.Wait()
+	// Commands in flight finish first. Wait on a helper so that a
+	// connection closing meanwhile does not leave the reader stuck.
+	idle := make(chan struct{})
+	c.helpers.Add(1)
+	go func() {
+		defer c.helpers.Done()
+		c.running.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-c.closing:
+		m.release(c)
+		return errConnClosed
+	}
 	binary.BigEndian.PutUint16(m.pdu.BHS[offLogoutTime2Wait:], 0)
 	binary.BigEndian.PutUint16(m.pdu.BHS[offLogoutTime2Retain:], 0)
 	m.closeAfter = true
 	m.sent = make(chan struct{})
 	c.send(m)
-	<-m.sent
+	c.waitSent(m)
 	return errLoggedOut
 }
 

@@ -3,6 +3,7 @@ package target
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vbs-storage/vbs/target/iscsi"
 	"github.com/vbs-storage/vbs/target/scsi"
@@ -88,7 +89,16 @@ func (s *Server) createSession(c *conn, p *iscsi.Params) (uint16, error) {
 	if old != nil {
 		s.log.Info("iscsi session reinstated", "initiator", p.InitiatorName, "isid", fmt.Sprintf("%012x", p.ISID), "old_tsih", old.tsih, "tsih", ss.tsih)
 		old.close("session reinstated")
-		<-old.conn.done
+		// The old nexus must be gone before the new one opens. Its
+		// commands in flight finish first; do not wait forever on them.
+		timer := time.NewTimer(s.opts.LoginTimeout)
+		defer timer.Stop()
+		select {
+		case <-old.conn.done:
+		case <-timer.C:
+			s.removeSession(ss)
+			return 0, &iscsi.LoginError{Class: iscsi.StatusTargetError, Detail: iscsi.DetailServiceUnavailable, Reason: "old session still closing"}
+		}
 	}
 	return ss.tsih, nil
 }

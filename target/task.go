@@ -559,10 +559,45 @@ func (c *conn) queueExec(t *task) {
 		go c.worker()
 	}
 	c.running.Add(1)
+	if c.isClosing() {
+		c.discard(t)
+		return
+	}
 	select {
 	case c.work <- t:
 	case <-c.closing:
-		c.running.Done()
+		c.discard(t)
+	}
+}
+
+// discard forgets a queued task that will not run because the connection
+// is closing, releasing whoever waits for it.
+func (c *conn) discard(t *task) {
+	c.mu.Lock()
+	if c.tasks[t.itt] == t {
+		delete(c.tasks, t.itt)
+	}
+	wg := t.abortWG
+	c.mu.Unlock()
+	if !t.immediate {
+		c.sess.cmdDone()
+	}
+	if wg != nil {
+		wg.Done()
+	}
+	putTask(t)
+	c.running.Done()
+}
+
+// drainWork discards every task still queued for the workers.
+func (c *conn) drainWork() {
+	for {
+		select {
+		case t := <-c.work:
+			c.discard(t)
+		default:
+			return
+		}
 	}
 }
 
@@ -598,6 +633,7 @@ func (c *conn) worker() {
 			c.execute(t)
 		case <-c.closing:
 			c.idle.Add(-1)
+			c.drainWork()
 			return
 		}
 	}

@@ -139,7 +139,7 @@ func (c *conn) onTaskMgmt(p *iscsi.PDU) error {
 		m.closeAfter = true
 		m.sent = make(chan struct{})
 		c.send(m)
-		<-m.sent
+		c.waitSent(m)
 		for _, o := range c.srv.sessionsOfTarget(st) {
 			o.close("target cold reset")
 		}

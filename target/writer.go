@@ -157,6 +157,16 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// waitSent waits until m (sent with a sent channel) is on the wire or
+// dropped. A message queued just as the writer stopped is dropped by
+// teardown, so closing also ends the wait.
+func (c *conn) waitSent(m *ctlPDU) {
+	select {
+	case <-m.sent:
+	case <-c.closing:
+	}
+}
+
 // drainOut releases every queued message after the writer stopped.
 func (c *conn) drainOut() {
 	for {
