@@ -293,6 +293,13 @@ func (w *writer) relocate(_ int, items []relocItem) error {
 		w.fail(err)
 		return err
 	}
+	// Until now a cached old location was still good (the old segment
+	// outlives this call); from now on the index has the new one.
+	s.mu.Lock()
+	for k := range items {
+		delete(s.cache, blockKey{items[k].vol, items[k].lba})
+	}
+	s.mu.Unlock()
 	return nil
 }
 

@@ -24,6 +24,7 @@ const (
 	DefaultMaxDirty      = 1 << 16
 	DefaultRecordBytes   = 256 << 10
 	defaultQueueDepth    = 1024
+	DefaultCacheEntries  = 1 << 19
 )
 
 // Options configure a Store. The zero value is usable: every field has a
@@ -54,6 +55,9 @@ type Options struct {
 	OvercommitRatio float64
 	// IndexCacheBytes sizes the index block cache.
 	IndexCacheBytes int64
+	// CacheEntries bounds the in-memory cache of live mappings that lets
+	// hot reads skip the index (about 100 bytes each).
+	CacheEntries int
 	// GCInterval, when non-zero, runs segment cleaning in the background
 	// that often, cleaning up to GCMaxSegments segments whose utilisation
 	// is at most GCMaxUtilization, relocating at most GCRateBytes per
@@ -82,6 +86,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxDirty <= 0 {
 		o.MaxDirty = DefaultMaxDirty
+	}
+	if o.CacheEntries <= 0 {
+		o.CacheEntries = DefaultCacheEntries
 	}
 	if o.GCMaxSegments <= 0 {
 		o.GCMaxSegments = 4

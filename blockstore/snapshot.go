@@ -295,7 +295,17 @@ func (s *Store) RevertVolume(ctx context.Context, volume, snapshot string) error
 		}
 		v.seq.Store(r)
 		w.touched[v.id] = v
-		return w.commitOverlay(true, false)
+		if err := w.commitOverlay(true, false); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		for k := range s.cache {
+			if k.vol == v.id {
+				delete(s.cache, k)
+			}
+		}
+		s.mu.Unlock()
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("revert %q to %q: %w", volume, snapshot, err)

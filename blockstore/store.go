@@ -127,6 +127,11 @@ type Store struct {
 	// durable yet (see the package doc). Only the writer mutates it.
 	mu    sync.RWMutex
 	dirty map[blockKey]index.Location
+	// cache holds live mappings already in pebble, so hot reads skip the
+	// pebble lookup. It is a subset of pebble's live entries: every change
+	// to one of them outside the overlay path drops or updates it. Guarded
+	// by mu; only the writer mutates it; bounded by Options.CacheEntries.
+	cache map[blockKey]index.Location
 
 	segMu sync.RWMutex
 	segs  map[uint64]vfs.File
@@ -193,6 +198,7 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 		dir:     dir,
 		segDir:  o.FS.PathJoin(dir, segDirName),
 		dirty:   make(map[blockKey]index.Location),
+		cache:   make(map[blockKey]index.Location),
 		segs:    make(map[uint64]vfs.File),
 		cleaned: make(chan struct{}),
 		vols:    make(map[uint64]*volState),

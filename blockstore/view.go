@@ -15,7 +15,34 @@ func (s *Store) liveLocked(k blockKey) (index.Location, bool, error) {
 	if l, ok := s.dirty[k]; ok {
 		return l, true, nil
 	}
+	if l, ok := s.cache[k]; ok {
+		return l, true, nil
+	}
 	return s.idx.Get(k.vol, k.lba)
+}
+
+// cacheCommitted moves the overlay's entries, now in pebble, into the
+// cache, evicting arbitrary entries when it is full. s.mu is held
+// exclusively by the writer.
+func (s *Store) cacheCommitted() {
+	limit := s.opts.CacheEntries
+	if len(s.cache)+len(s.dirty) > limit {
+		// Map iteration order is random: this evicts a random sample.
+		evict := len(s.cache) + len(s.dirty) - limit
+		for k := range s.cache {
+			if evict <= 0 {
+				break
+			}
+			delete(s.cache, k)
+			evict--
+		}
+	}
+	for k, l := range s.dirty {
+		if len(s.cache) >= limit {
+			break
+		}
+		s.cache[k] = l
+	}
 }
 
 // resolveLocked returns where block lba of v lives as seen at sequence

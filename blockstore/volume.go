@@ -189,6 +189,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 				delete(s.dirty, k)
 			}
 		}
+		for k := range s.cache {
+			if k.vol == v.id {
+				delete(s.cache, k)
+			}
+		}
 		s.mu.Unlock()
 		delete(w.touched, v.id)
 		return nil

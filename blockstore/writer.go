@@ -447,6 +447,7 @@ func (w *writer) applyPend() error {
 	for _, p := range w.pend {
 		if p.trim {
 			dropDirty(s.dirty, p.vol.id, p.lba, p.n)
+			dropDirty(s.cache, p.vol.id, p.lba, p.n)
 		} else {
 			s.dirty[blockKey{p.vol.id, p.lba}] = p.loc
 		}
@@ -523,6 +524,7 @@ func (w *writer) commitOverlay(syncIndex, seal bool) error {
 		return err
 	}
 	s.mu.Lock()
+	s.cacheCommitted()
 	clear(s.dirty)
 	s.mu.Unlock()
 	return nil
