@@ -59,7 +59,7 @@ type conn struct {
 	nworkers int          // reader-owned
 	idle     atomic.Int32 // workers waiting for work
 	workers  sync.WaitGroup
-	helpers  sync.WaitGroup // the writer
+	helpers  sync.WaitGroup // the writer and the logout waiter
 	// running counts queued and executing commands (Add by the reader
 	// only, so Logout can wait for it).
 	running sync.WaitGroup
