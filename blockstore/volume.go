@@ -680,8 +680,39 @@ func (s *Store) readRun(v *volState, buf []byte, lba uint64, locs []index.Locati
 func (s *Store) lookup(v *volState, lba, q uint64, locs []index.Location, mapped []bool) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if len(locs) >= scanLookupBlocks && q == liveView && v.parent.Load() == nil {
-		return s.scanLookupLocked(v, lba, locs, mapped)
+	if q == liveView && v.parent.Load() == nil {
+		// The overlay and the cache answer most reads of hot data; the
+		// index is asked only for the rest, with one scan when many miss.
+		misses := 0
+		for i := range locs {
+			k := blockKey{v.id, lba + uint64(i)}
+			if l, ok := s.dirty[k]; ok {
+				locs[i], mapped[i] = l, l.Seg != 0
+			} else if l, ok := s.cache[k]; ok {
+				locs[i], mapped[i] = l, l.Seg != 0
+			} else {
+				mapped[i] = false
+				locs[i].Seg = missing
+				misses++
+			}
+		}
+		if misses == 0 {
+			return nil
+		}
+		if misses >= scanLookupBlocks {
+			return s.scanLookupLocked(v, lba, locs, mapped)
+		}
+		for i := range locs {
+			if locs[i].Seg != missing || mapped[i] {
+				continue
+			}
+			l, ok, err := s.idx.Get(v.id, lba+uint64(i))
+			if err != nil {
+				return err
+			}
+			locs[i], mapped[i] = l, ok && l.Seg != 0
+		}
+		return nil
 	}
 	for i := range locs {
 		l, ok, err := s.resolveLocked(v, lba+uint64(i), q)
@@ -693,9 +724,13 @@ func (s *Store) lookup(v *volState, lba, q uint64, locs []index.Location, mapped
 	return nil
 }
 
-// scanLookupBlocks is the read size from which one index scan resolves a
-// plain volume's live blocks instead of one point lookup per block.
+// scanLookupBlocks is how many cache misses in one read make one index scan
+// cheaper than a point lookup per block.
 const scanLookupBlocks = 8
+
+// missing marks a location lookup has not resolved yet (no segment has
+// this ID: IDs count up from 1 and this is the largest uint64).
+const missing = ^uint64(0)
 
 // scanLookupLocked resolves len(locs) consecutive live blocks of a plain
 // volume with one index scan, then the overlay on top. s.mu is held.

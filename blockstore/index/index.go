@@ -97,19 +97,26 @@ func Open(fs vfs.FS, dir string, o Options) (*Index, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.CacheBytes <= 0 {
-		o.CacheBytes = 64 << 20
+		o.CacheBytes = 128 << 20
 	}
 	if o.MemTableBytes == 0 {
 		o.MemTableBytes = 32 << 20
 	}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{
+	po := &pebble.Options{
 		FS:           fs,
 		Cache:        cache,
 		MemTableSize: o.MemTableBytes,
 		Logger:       pebbleLogger{o.Logger},
-	})
+	}
+	// Index values are small and random (offsets, checksums): compression
+	// saves little and costs a decode on every block-cache miss.
+	po.Levels = make([]pebble.LevelOptions, 7)
+	for i := range po.Levels {
+		po.Levels[i].Compression = pebble.NoCompression
+	}
+	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
