@@ -172,6 +172,7 @@ func TestDataSNError(t *testing.T) {
 	in := dial(t, ts.addr)
 	in.mustLogin(loginKeys(testInitiator))
 	cmd := in.command(rw10(opWrite10, 0, 1), iscsi.FlagWrite, testBlockSize, nil)
+	cmd.SetFlags(cmd.Flags() &^ iscsi.FlagFinal) // unsolicited Data-Out follows
 	in.send(cmd)
 	d := &iscsi.PDU{}
 	d.SetOpcode(iscsi.OpSCSIDataOut, false)
@@ -189,6 +190,46 @@ func TestDataSNError(t *testing.T) {
 		t.Fatalf("sense % x; want DATA PHASE ERROR", p.Data)
 	}
 	in.writeImmediate(0, make([]byte, testBlockSize))
+}
+
+// TestUnsolicitedThenSolicited: a command without the F bit is followed
+// by unsolicited Data-Out that may end before FirstBurstLength; the target
+// then solicits the rest from where it ended.
+func TestUnsolicitedThenSolicited(t *testing.T) {
+	ts := startServer(t, Options{}, nil)
+	in := dial(t, ts.addr)
+	in.mustLogin(loginKeys(testInitiator))
+	const n = 16 << 10
+	data := pattern(n, 5)
+	cmd := in.command(rw10(opWrite10, 300, n/testBlockSize), iscsi.FlagWrite, n, data[:1024])
+	cmd.SetFlags(cmd.Flags() &^ iscsi.FlagFinal)
+	in.send(cmd)
+	d := &iscsi.PDU{}
+	d.SetOpcode(iscsi.OpSCSIDataOut, false)
+	d.SetFlags(iscsi.FlagFinal) // ends the unsolicited sequence early
+	d.SetITT(cmd.ITT())
+	d.SetTTT(iscsi.ReservedITT)
+	d.SetBufferOffset(1024)
+	d.Data = data[1024:4096]
+	in.send(d)
+	r := in.recv()
+	if r.Opcode() != iscsi.OpR2T || r.BufferOffset() != 4096 || r.ResidualCount() != n-4096 {
+		t.Fatalf("got %v offset %d length %d; want R2T for [4096, %d)", r.Opcode(), r.BufferOffset(), r.ResidualCount(), n)
+	}
+	s := &iscsi.PDU{}
+	s.SetOpcode(iscsi.OpSCSIDataOut, false)
+	s.SetFlags(iscsi.FlagFinal)
+	s.SetITT(cmd.ITT())
+	s.SetTTT(r.TTT())
+	s.SetBufferOffset(4096)
+	s.Data = data[4096:]
+	in.send(s)
+	if r := in.recv(); r.Opcode() != iscsi.OpSCSIResponse || r.Byte3() != byte(scsi.StatusGood) {
+		t.Fatalf("got %v status 0x%02x", r.Opcode(), r.Byte3())
+	}
+	if got, _ := in.readBlocks(300, n/testBlockSize); !bytes.Equal(got, data) {
+		t.Fatal("read back different data")
+	}
 }
 
 // TestResiduals: the residual follows the CDB length against the

@@ -77,16 +77,20 @@ type task struct {
 	abortWG *sync.WaitGroup
 
 	// Data-Out collection (reader-owned while taskWaitingData).
-	buf         []byte
-	want        uint32 // bytes of data-out to collect
-	recv        uint32
-	unsolEnd    uint32
-	unsolNext   uint32
-	unsolDataSN uint32
-	nextR2T     uint32
-	r2tSN       uint32
-	r2ts        []r2tSlot
-	outstanding int
+	buf  []byte
+	want uint32 // bytes of data-out to collect
+	recv uint32
+	// Unsolicited data: [0, unsolEnd) at most; unsolPending while the
+	// initiator's unsolicited Data-Out sequence (announced by a command
+	// without the F bit) has not ended. R2Ts start where it ended.
+	unsolEnd     uint32
+	unsolNext    uint32
+	unsolDataSN  uint32
+	unsolPending bool
+	nextR2T      uint32
+	r2tSN        uint32
+	r2ts         []r2tSlot
+	outstanding  int
 
 	cmd      scsi.Command
 	res      scsi.Result
@@ -111,6 +115,7 @@ func getTask(c *conn) *task {
 	t.abortWG = nil
 	t.want, t.recv, t.unsolEnd, t.unsolNext, t.unsolDataSN = 0, 0, 0, 0, 0
 	t.nextR2T, t.r2tSN, t.outstanding = 0, 0, 0
+	t.unsolPending = false
 	t.doneCh = nil
 	t.res.Reset()
 	return t
@@ -226,11 +231,14 @@ func (c *conn) onSCSICommand(p *iscsi.PDU) error {
 		}
 		t.recv = uint32(copy(t.buf, imm))
 		t.unsolEnd = t.recv
-		if !c.params.InitialR2T {
+		// A command without the F bit announces unsolicited Data-Out
+		// (InitialR2T=No), up to FirstBurstLength in all.
+		if !c.params.InitialR2T && !p.Final() && t.recv < t.want {
 			t.unsolEnd = max(t.recv, min(c.params.FirstBurstLength, t.want))
+			t.unsolPending = t.unsolEnd > t.recv
 		}
 		t.unsolNext = t.recv
-		t.nextR2T = t.unsolEnd
+		t.nextR2T = t.recv
 	}
 
 	c.mu.Lock()
@@ -321,7 +329,9 @@ func (c *conn) deliver(t *task) {
 		c.mu.Lock()
 		t.state = taskWaitingData
 		c.mu.Unlock()
-		c.issueR2Ts(t)
+		if !t.unsolPending {
+			c.issueR2Ts(t)
+		}
 		return
 	}
 	c.queueExec(t)
@@ -410,13 +420,16 @@ func (c *conn) onDataOut(p *iscsi.PDU) error {
 	final := p.Final()
 	reissue := false
 	if ttt := p.TTT(); ttt == iscsi.ReservedITT {
-		if off != t.unsolNext || dsn != t.unsolDataSN || off+n > t.unsolEnd {
+		if !t.unsolPending || off != t.unsolNext || dsn != t.unsolDataSN || off+n > t.unsolEnd {
 			return c.failDataOut(t, fmt.Sprintf("unsolicited data at %d (want %d) DataSN %d (want %d)", off, t.unsolNext, dsn, t.unsolDataSN))
 		}
 		t.unsolNext += n
 		t.unsolDataSN++
-		if final && t.unsolNext != t.unsolEnd {
-			return c.failDataOut(t, "unsolicited burst ended early")
+		if final || t.unsolNext == t.unsolEnd {
+			// The unsolicited sequence ended: solicit the rest from here.
+			t.unsolPending = false
+			t.nextR2T = t.unsolNext
+			reissue = true
 		}
 	} else {
 		var r *r2tSlot
