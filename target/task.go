@@ -105,6 +105,13 @@ var taskPool = sync.Pool{New: func() any { return new(task) }}
 
 func getTask(c *conn) *task {
 	t := taskPool.Get().(*task)
+	t.reset(c)
+	return t
+}
+
+// reset readies a pooled task for a new command on c. A pooled task may
+// have been aborted in any state, so every per-command field is cleared.
+func (t *task) reset(c *conn) {
 	t.c = c
 	t.state = taskHeld
 	t.tooLarge = false
@@ -115,10 +122,13 @@ func getTask(c *conn) *task {
 	t.abortWG = nil
 	t.want, t.recv, t.unsolEnd, t.unsolNext, t.unsolDataSN = 0, 0, 0, 0, 0
 	t.nextR2T, t.r2tSN, t.outstanding = 0, 0, 0
+	// A task aborted with R2Ts outstanding comes back with active slots;
+	// outstanding is reset above, so the slots must be too.
+	clear(t.r2ts[:cap(t.r2ts)])
+	t.r2ts = t.r2ts[:0]
 	t.unsolPending = false
 	t.doneCh = nil
 	t.res.Reset()
-	return t
 }
 
 func putTask(t *task) {
