@@ -319,9 +319,7 @@ func (c *conn) teardown() {
 	c.helpers.Wait()
 	c.drainOut() // anything queued after the writer left
 	c.srv.removeSession(ss)
-	if ss.tgt != nil {
-		ss.tgt.scsi.NexusClosed(ss.nexus)
-	}
+	ss.closeNexus()
 	reason := "closed"
 	if r := c.reason.Load(); r != nil {
 		reason = *r

@@ -203,6 +203,8 @@ func (c *conn) onLogout(p *iscsi.PDU) error {
 		m.release(c)
 		return errConnClosed
 	}
+	// One connection per session: either reason ends the I_T nexus.
+	c.sess.closeNexus()
 	binary.BigEndian.PutUint16(m.pdu.BHS[offLogoutTime2Wait:], 0)
 	binary.BigEndian.PutUint16(m.pdu.BHS[offLogoutTime2Retain:], 0)
 	m.closeAfter = true

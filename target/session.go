@@ -21,6 +21,19 @@ type session struct {
 
 	mu     sync.Mutex // guards window
 	window *iscsi.CmdWindow[*task]
+
+	nexusClosed sync.Once
+}
+
+// closeNexus tells the SCSI layer the I_T nexus is gone (releasing what it
+// holds, such as a RESERVE), once. A logout calls it before the Logout
+// Response goes out, so that the initiator, once answered, never races the
+// release from another session; teardown calls it for every other ending.
+func (ss *session) closeNexus() {
+	if ss.tgt == nil {
+		return
+	}
+	ss.nexusClosed.Do(func() { ss.tgt.scsi.NexusClosed(ss.nexus) })
 }
 
 // nexusFor returns the I_T nexus of a session (RFC 7143 section 4.4 port
