@@ -22,7 +22,7 @@ const (
 	readBufferSize = 64 << 10
 	// maxBatch bounds how many outgoing messages one writev gathers.
 	maxBatch = 64
-	// maxImmediateTasks bounds the commands an initiator may have in
+	// maxImmediateFactor bounds the commands an initiator may have in
 	// flight outside the CmdSN window (immediate commands), as a multiple
 	// of the queue depth.
 	maxImmediateFactor = 2
