@@ -76,12 +76,19 @@ func (f *fakeClock) Advance(d time.Duration) {
 		if t.stopped {
 			continue
 		}
+		due := false
 		for !t.next.After(f.now) {
 			t.next = t.next.Add(t.period)
+			due = true
+		}
+		if due {
+			// Replace a pending tick, so the reader always sees one
+			// carrying the latest time.
 			select {
-			case t.c <- f.now:
+			case <-t.c:
 			default:
 			}
+			t.c <- f.now
 		}
 	}
 }

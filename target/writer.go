@@ -116,8 +116,9 @@ func (c *conn) writeLoop() {
 		select {
 		case m := <-c.out:
 			batch = append(batch, m)
-		case now := <-tick:
-			m := c.idleCheck(now)
+		case <-tick:
+			// A tick may be stale; judge idleness by the clock itself.
+			m := c.idleCheck(c.srv.opts.Clock.Now())
 			if m == nil {
 				continue
 			}
