@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -401,8 +402,7 @@ func (h *Volume) WriteAtomic(ctx context.Context, p []byte, lba uint64, fua bool
 	return h.write(ctx, p, lba, fua, true)
 }
 
-// MaxAtomicBlocks is the largest range WriteAtomic accepts: what one read
-// resolves under one lock (see readBlocks).
+// MaxAtomicBlocks is the largest range WriteAtomic accepts.
 func (h *Volume) MaxAtomicBlocks() uint32 { return readChunk }
 
 func (h *Volume) write(ctx context.Context, p []byte, lba uint64, fua, atomic bool) error {
@@ -618,44 +618,60 @@ func (h *Volume) SetMetadata(key string, value []byte) error {
 	})
 }
 
-// readChunk is how many blocks one lookup round resolves under one lock.
+// readChunk is how many blocks a read resolves into stack arrays; longer
+// reads use pooled buffers. It is also MaxAtomicBlocks.
 const readChunk = 64
 
-// readBlocks resolves and reads the blocks of p. Lookups for up to
-// readChunk blocks happen under one read lock of the overlay, so an atomic
-// write of up to readChunk blocks is seen whole or not at all.
+// readBlocks resolves and reads the blocks of p. All lookups happen under
+// one read lock of the overlay, so an atomic write is seen whole or not at
+// all.
 func (s *Store) readBlocks(v *volState, p []byte, lba, q uint64) error {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
 	bs := uint64(v.blockSize)
 	n := uint64(len(p)) / bs
-	var locs [readChunk]index.Location
-	var mapped [readChunk]bool
-	for done := uint64(0); done < n; {
-		c := min(n-done, readChunk)
-		if err := s.lookup(v, lba+done, q, locs[:c], mapped[:c]); err != nil {
-			return fmt.Errorf("read %q lba %d: %w", v.name, lba+done, err)
+	var stackLocs [readChunk]index.Location
+	var stackMapped [readChunk]bool
+	locs, mapped := stackLocs[:], stackMapped[:]
+	if n > readChunk {
+		rs := readPool.Get().(*readState)
+		defer readPool.Put(rs)
+		if uint64(cap(rs.locs)) < n {
+			rs.locs, rs.mapped = make([]index.Location, n), make([]bool, n)
 		}
-		for i := uint64(0); i < c; {
-			if !mapped[i] {
-				clear(p[(done+i)*bs : (done+i+1)*bs])
-				i++
-				continue
-			}
-			j := i + 1
-			for j < c && mapped[j] && locs[j].Seg == locs[i].Seg && locs[j].Off == locs[i].Off+(j-i)*bs {
-				j++
-			}
-			buf := p[(done+i)*bs : (done+j)*bs]
-			if err := s.readRun(v, buf, lba+done+i, locs[i:j]); err != nil {
-				return err
-			}
-			i = j
+		locs, mapped = rs.locs, rs.mapped
+	}
+	locs, mapped = locs[:n], mapped[:n]
+	// One lookup round under one lock for the whole read: an atomic write
+	// is seen whole or not at all.
+	if err := s.lookup(v, lba, q, locs, mapped); err != nil {
+		return fmt.Errorf("read %q lba %d: %w", v.name, lba, err)
+	}
+	for i := uint64(0); i < n; {
+		if !mapped[i] {
+			clear(p[i*bs : (i+1)*bs])
+			i++
+			continue
 		}
-		done += c
+		j := i + 1
+		for j < n && mapped[j] && locs[j].Seg == locs[i].Seg && locs[j].Off == locs[i].Off+(j-i)*bs {
+			j++
+		}
+		if err := s.readRun(v, p[i*bs:j*bs], lba+i, locs[i:j]); err != nil {
+			return err
+		}
+		i = j
 	}
 	return nil
 }
+
+// readState holds the locations of a read longer than readChunk blocks.
+type readState struct {
+	locs   []index.Location
+	mapped []bool
+}
+
+var readPool = sync.Pool{New: func() any { return new(readState) }}
 
 func (s *Store) readRun(v *volState, buf []byte, lba uint64, locs []index.Location) error {
 	bs := uint64(v.blockSize)
