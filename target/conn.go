@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,8 +254,21 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// dispatch handles one PDU. A returned error drops the connection.
-func (c *conn) dispatch(p *iscsi.PDU) error {
+// dispatch handles one PDU. A returned error drops the connection. A
+// panic (a bug in this package) drops only this connection, with the
+// stack in the log, instead of every session of the process.
+func (c *conn) dispatch(p *iscsi.PDU) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("iscsi: panic handling a PDU; dropping the connection", "opcode", p.Opcode().String(),
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error handling %v", p.Opcode())
+		}
+	}()
+	return c.dispatchPDU(p)
+}
+
+func (c *conn) dispatchPDU(p *iscsi.PDU) error {
 	switch p.Opcode() {
 	case iscsi.OpSCSICommand:
 		return c.onSCSICommand(p)

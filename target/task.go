@@ -377,6 +377,12 @@ func (c *conn) issueR2Ts(t *task) {
 				break
 			}
 		}
+		if slot < 0 {
+			// outstanding and the slots disagree: a broken invariant, but
+			// one command must not take the target down.
+			c.log.Error("iscsi: no free R2T slot", "itt", fmt.Sprintf("0x%08x", t.itt), "outstanding", t.outstanding)
+			return
+		}
 		n := min(burst, t.want-t.nextR2T)
 		ttt := c.newTTT()
 		t.r2ts[slot] = r2tSlot{ttt: ttt, off: t.nextR2T, length: n, active: true}
