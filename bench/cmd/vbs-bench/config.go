@@ -83,6 +83,8 @@ type options struct {
 	tgtControlPort int
 	vbsPort        int
 	noWrite        bool
+	// storeBlockSize is the logical block size of the VBS store LUN.
+	storeBlockSize int
 }
 
 // parseOptions parses the command line. It does no I/O beyond writing usage
@@ -113,11 +115,15 @@ func parseOptions(args []string, errOut io.Writer) (options, error) {
 	fs.IntVar(&o.tgtPort, "tgt-port", defaultTGTPort, "tgt's iSCSI port")
 	fs.IntVar(&o.tgtControlPort, "tgt-control-port", 0, "tgtd -C management port (default: the same number as --tgt-port)")
 	fs.IntVar(&o.vbsPort, "vbs-port", defaultVBSPort, "the VBS target's iSCSI port")
+	fs.IntVar(&o.storeBlockSize, "store-block-size", 4096, "block size of the store LUN: 4096 (the API's default for volumes) or 512")
 	if err := fs.Parse(args); err != nil {
 		return options{}, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fs.Args())
+	}
+	if o.storeBlockSize != 512 && o.storeBlockSize != 4096 {
+		return options{}, fmt.Errorf("%w: --store-block-size %d: want 512 or 4096", ErrUsage, o.storeBlockSize)
 	}
 	var err error
 	if o.jobs, err = parseList("jobs", jobs, defaultJobs()); err != nil {

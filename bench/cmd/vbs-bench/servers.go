@@ -208,7 +208,7 @@ func startVBS(ctx context.Context, o options, workDir string) (*vbsServer, error
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return nil, fmt.Errorf("create store directory: %w", err)
 			}
-			spec = "store:" + dir + ",size=" + size
+			spec = fmt.Sprintf("store:%s,size=%s,bs=%d", dir, size, o.storeBlockSize)
 		default:
 			return nil, fmt.Errorf("vbs: unknown LUN kind %q", lun)
 		}
