@@ -5,7 +5,7 @@ VBS       := $(BIN)/vbs
 STATICCHECK_VERSION := v0.8.2
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build test unit conformance lint fmt vet staticcheck deps bench fuzz clean
+.PHONY: all build test unit conformance lint fmt vet staticcheck deps bench bench-go fuzz stress soak clean
 
 all: build
 
@@ -44,6 +44,18 @@ bench: bench-go bench-target
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# stress runs the blockstore's crash, error-injection and metamorphic tests
+# with many more seeds than make test (STRESS_SEEDS of them).
+STRESS_SEEDS ?= 2000
+stress:
+	VBS_STRESS_SEEDS=$(STRESS_SEEDS) $(GO) test -count=1 -timeout 120m -run 'Crash|Metamorphic|ErrorInj' ./blockstore/
+
+# soak overwrites a volume at 80% of its pool for SOAK_TIME and reports
+# write amplification and latency against the empty store.
+SOAK_TIME ?= 10m
+soak:
+	VBS_SUSTAINED=$(SOAK_TIME) $(GO) test -count=1 -timeout 0 -run Sustained -v ./blockstore/
 
 # fuzz runs each fuzz target for a short while (FUZZTIME each).
 FUZZTIME ?= 20s
