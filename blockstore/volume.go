@@ -402,8 +402,11 @@ func (h *Volume) WriteAtomic(ctx context.Context, p []byte, lba uint64, fua bool
 	return h.write(ctx, p, lba, fua, true)
 }
 
-// MaxAtomicBlocks is the largest range WriteAtomic accepts.
-func (h *Volume) MaxAtomicBlocks() uint32 { return readChunk }
+// MaxAtomicBlocks is the largest range WriteAtomic accepts: what one log
+// record carries. An atomic write is one record (a crash keeps all of it
+// or none), and a read resolves all its blocks under one lock of the
+// overlay (a reader sees all of it or none), whatever the read's length.
+func (h *Volume) MaxAtomicBlocks() uint32 { return uint32(record.MaxDataLen / h.v.blockSize) }
 
 func (h *Volume) write(ctx context.Context, p []byte, lba uint64, fua, atomic bool) error {
 	if err := h.check(ctx, p, lba, uint64(len(p))/uint64(h.v.blockSize)); err != nil {
@@ -619,7 +622,7 @@ func (h *Volume) SetMetadata(key string, value []byte) error {
 }
 
 // readChunk is how many blocks a read resolves into stack arrays; longer
-// reads use pooled buffers. It is also MaxAtomicBlocks.
+// reads use pooled buffers.
 const readChunk = 64
 
 // readBlocks resolves and reads the blocks of p. All lookups happen under
