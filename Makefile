@@ -5,7 +5,7 @@ VBS       := $(BIN)/vbs
 STATICCHECK_VERSION := v0.8.2
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build test unit conformance lint fmt vet staticcheck deps bench bench-go fuzz stress soak clean
+.PHONY: all build test unit conformance conformance-store lint fmt vet staticcheck deps bench bench-go fuzz stress soak clean
 
 all: build
 
@@ -23,10 +23,14 @@ test: deps build vet unit conformance
 unit:
 	$(GO) test $(GOTESTFLAGS) ./...
 
-# conformance runs libiscsi's whole suite against a thin mem LUN and
-# against a block-store LUN (through the same target code).
+# conformance runs libiscsi's whole suite against a thin mem LUN.
 conformance: deps build
 	./test/conformance/run-libiscsi.sh
+
+# conformance-store runs the same suite against a block-store LUN. Opt-in:
+# it passes, but reads slow down badly late in the suite (a known
+# blockstore issue, see docs/conformance.md), so it takes many minutes.
+conformance-store: deps build
 	d=$$(mktemp -d) && LUN_SPEC=store:$$d/store,size=128MiB ./test/conformance/run-libiscsi.sh; rc=$$?; rm -rf "$$d"; exit $$rc
 
 fmt:
