@@ -26,6 +26,7 @@ const (
 	flagTargetCHAP       = "chap"
 	flagTargetMutualCHAP = "mutual-chap"
 	flagTargetAllow      = "allow-initiator"
+	flagTargetCPUProfile = "cpu-profile"
 )
 
 // targetFlags are the parsed flags of `vbs target`.
@@ -36,6 +37,7 @@ type targetFlags struct {
 	chap       string
 	mutualCHAP string
 	allow      []string
+	cpuProfile string
 }
 
 func newTargetCmd() *cobra.Command {
@@ -66,6 +68,7 @@ lets commands in flight finish, flushes and closes the devices.`,
 	fl.StringVar(&f.chap, flagTargetCHAP, "", "require CHAP from initiators: USER:SECRET")
 	fl.StringVar(&f.mutualCHAP, flagTargetMutualCHAP, "", "answer initiators' CHAP challenge (mutual CHAP): USER:SECRET")
 	fl.StringArrayVar(&f.allow, flagTargetAllow, nil, "initiator IQN allowed to connect (repeatable; default all)")
+	fl.StringVar(&f.cpuProfile, flagTargetCPUProfile, "", "write a pprof CPU profile of the whole run to FILE (for performance work)")
 	return cmd
 }
 
@@ -175,6 +178,15 @@ func runTarget(ctx context.Context, f targetFlags) error {
 		ln.Close()
 		closeDevices(context.Background(), devs, log)
 		return err
+	}
+	if f.cpuProfile != "" {
+		stop, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			ln.Close()
+			closeDevices(context.Background(), devs, log)
+			return err
+		}
+		defer stop()
 	}
 	log.Info("vbs target serving", "listen", ln.Addr().String(), "iqn", f.iqn, "luns", len(devs))
 	serveErr := srv.Serve(ctx, ln)
