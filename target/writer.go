@@ -1,6 +1,7 @@
 package target
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -126,6 +127,13 @@ func (c *conn) writeLoop() {
 		case <-c.closing:
 			c.drainOut()
 			return
+		}
+		if len(c.out) == 0 {
+			// Workers finishing other commands are about to queue their
+			// responses: let them run once, so that one writev carries
+			// them all. Without this the writer wakes per response and
+			// spends most of the target's CPU in writev calls.
+			runtime.Gosched()
 		}
 	more:
 		for len(batch) < maxBatch {
