@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/vbs-storage/vbs/control/node/nodetest"
 	"io"
 	"net"
 	"net/http"
@@ -41,7 +42,7 @@ type clients struct {
 type env struct {
 	t    *testing.T
 	srv  *httptest.Server
-	drv  *memDriver
+	drv  *nodetest.Driver
 	base string
 }
 
@@ -77,7 +78,7 @@ func newEnv(t *testing.T) *env {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	drv := newMemDriver()
+	drv := nodetest.NewDriver()
 	rec := reconcile.New(reconcile.Config{NodeName: "n1", Driver: drv, Catalog: st, Interval: time.Hour,
 		Self: reconcile.NodeInfo{Name: "n1", State: catalog.NodeAlive, ISCSIAddress: "127.0.0.1:3260"}})
 	runCtx, stop := context.WithCancel(context.Background())
@@ -297,9 +298,9 @@ func TestVolumeFlow(t *testing.T) {
 			if got := gr.Msg.Export.Url; got != "iscsi://127.0.0.1:3260/iqn.2026-01.io.vbs:db/0" || !gr.Msg.Export.Chap {
 				t.Fatalf("export = %v", gr.Msg.Export)
 			}
-			e.drv.mu.Lock()
-			_, exported := e.drv.exports[[2]string{"db", hostIQN}]
-			e.drv.mu.Unlock()
+			e.drv.Mu.Lock()
+			_, exported := e.drv.Exported[[2]string{"db", hostIQN}]
+			e.drv.Mu.Unlock()
 			if !exported {
 				t.Fatal("grant returned before the node exported the volume")
 			}
@@ -334,9 +335,9 @@ func TestVolumeFlow(t *testing.T) {
 			if _, err := c.exp.RevokeAccess(ctx, connect.NewRequest(&vbsv1.RevokeAccessRequest{Volume: "db", InitiatorIqn: hostIQN})); err != nil {
 				t.Fatal(err)
 			}
-			e.drv.mu.Lock()
-			n := len(e.drv.exports)
-			e.drv.mu.Unlock()
+			e.drv.Mu.Lock()
+			n := len(e.drv.Exported)
+			e.drv.Mu.Unlock()
 			if n != 0 {
 				t.Fatal("revoke returned before the node withdrew the export")
 			}
@@ -709,13 +710,13 @@ func TestGrantNotEnforced(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVolume(t, c, "v", vbsv1.VolumeState_VOLUME_STATE_AVAILABLE)
-	e.drv.setFail("Export", errors.New("portal offline"))
+	e.drv.SetFail("Export", errors.New("portal offline"))
 	req := &vbsv1.GrantAccessRequest{Volume: "v", InitiatorIqn: hostIQN}
 	_, err := c.exp.GrantAccess(ctx, connect.NewRequest(req))
 	if code(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "portal offline") {
 		t.Fatalf("grant with failing node = %v", err)
 	}
-	e.drv.setFail("Export", nil)
+	e.drv.SetFail("Export", nil)
 	if _, err := c.exp.GrantAccess(ctx, connect.NewRequest(req)); err != nil {
 		t.Fatalf("retry = %v", err)
 	}

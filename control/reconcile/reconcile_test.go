@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"github.com/vbs-storage/vbs/control/node/nodetest"
 	"net"
 	"testing"
 	"time"
@@ -17,11 +18,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const gib = 1 << 30
 
-// harness runs a real one-node catalog and a Reconciler over a memDriver.
+// harness runs a real one-node catalog and a Reconciler over a nodetest.Driver.
 type harness struct {
 	t     *testing.T
 	store *catalog.Store
-	drv   *memDriver
+	drv   *nodetest.Driver
 	rec   *Reconciler
 }
 
@@ -54,7 +55,7 @@ func newHarness(t *testing.T) *harness {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	h := &harness{t: t, store: st, drv: newMemDriver()}
+	h := &harness{t: t, store: st, drv: nodetest.NewDriver()}
 	h.rec = New(Config{
 		NodeName: "n1", Driver: h.drv, Catalog: st, Interval: time.Hour,
 		Self: NodeInfo{Name: "n1", State: catalog.NodeAlive, APIAddress: "127.0.0.1:1"},
@@ -121,7 +122,7 @@ func TestReconcileLifecycle(t *testing.T) {
 	if v := h.volume("a"); v.State != catalog.VolumeAvailable {
 		t.Fatalf("volume after pass = %+v", v)
 	}
-	if _, ok := h.drv.volumes["a"]; !ok {
+	if _, ok := h.drv.Volumes["a"]; !ok {
 		t.Fatal("driver has no volume a")
 	}
 	var nodes int
@@ -139,7 +140,7 @@ func TestReconcileLifecycle(t *testing.T) {
 	if err := h.sync(VolumeKey("c")); err != nil {
 		t.Fatal(err)
 	}
-	if h.drv.volumes["c"].Source == nil {
+	if h.drv.Volumes["c"].Source == nil {
 		t.Fatal("clone made without source")
 	}
 
@@ -148,19 +149,19 @@ func TestReconcileLifecycle(t *testing.T) {
 	if err := h.sync(ExportKey("a", "iqn.2026-01.x:h")); err != nil {
 		t.Fatal(err)
 	}
-	if e := h.drv.exports[[2]string{"a", "iqn.2026-01.x:h"}]; e.CHAP == nil || e.CHAP.Secret != "0123456789ab" {
+	if e := h.drv.Exported[[2]string{"a", "iqn.2026-01.x:h"}]; e.CHAP == nil || e.CHAP.Secret != "0123456789ab" {
 		t.Fatalf("driver export = %+v", e)
 	}
 	// An export the catalog does not hold is withdrawn.
-	h.drv.mu.Lock()
-	h.drv.exports[[2]string{"a", "iqn.2026-01.x:stray"}] = node.ExportSpec{Volume: "a", TargetIQN: "iqn.t:a", InitiatorIQN: "iqn.2026-01.x:stray"}
-	h.drv.mu.Unlock()
+	h.drv.Mu.Lock()
+	h.drv.Exported[[2]string{"a", "iqn.2026-01.x:stray"}] = node.ExportSpec{Volume: "a", TargetIQN: "iqn.t:a", InitiatorIQN: "iqn.2026-01.x:stray"}
+	h.drv.Mu.Unlock()
 	h.apply(catalog.RevokeAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:h"})
 	if err := h.sync(ExportKey("a", "iqn.2026-01.x:h")); err != nil {
 		t.Fatal(err)
 	}
-	if len(h.drv.exports) != 0 {
-		t.Fatalf("driver exports after revoke = %+v", h.drv.exports)
+	if len(h.drv.Exported) != 0 {
+		t.Fatalf("driver exports after revoke = %+v", h.drv.Exported)
 	}
 
 	// Resize and revert run as operations.
@@ -169,13 +170,13 @@ func TestReconcileLifecycle(t *testing.T) {
 	if o := h.waitOp("r1"); o.State != catalog.OpSucceeded || o.Progress != 100 {
 		t.Fatalf("resize op = %+v", o)
 	}
-	if h.volume("a").SizeBytes != 2*gib || h.drv.volumes["a"].SizeBytes != 2*gib {
-		t.Fatalf("size after resize: catalog %d, driver %d", h.volume("a").SizeBytes, h.drv.volumes["a"].SizeBytes)
+	if h.volume("a").SizeBytes != 2*gib || h.drv.Volumes["a"].SizeBytes != 2*gib {
+		t.Fatalf("size after resize: catalog %d, driver %d", h.volume("a").SizeBytes, h.drv.Volumes["a"].SizeBytes)
 	}
 	h.apply(catalog.CreateOperation{ID: "v1", Kind: catalog.OpRevert, Volume: "a", Snapshot: "s"})
 	h.rec.Kick()
-	if o := h.waitOp("v1"); o.State != catalog.OpSucceeded || len(h.drv.reverted) != 1 {
-		t.Fatalf("revert op = %+v, reverted %v", o, h.drv.reverted)
+	if o := h.waitOp("v1"); o.State != catalog.OpSucceeded || len(h.drv.Reverted) != 1 {
+		t.Fatalf("revert op = %+v, reverted %v", o, h.drv.Reverted)
 	}
 
 	// Cascade delete removes the clone, the snapshot and the source.
@@ -193,15 +194,15 @@ func TestReconcileLifecycle(t *testing.T) {
 	}
 	var left int
 	h.store.View(func(s *catalog.State) { left = len(s.Volumes) + len(s.Snapshots) })
-	if len(h.drv.volumes) != 0 || left != 0 {
-		t.Fatalf("after cascade delete: driver %v, catalog has %d records", h.drv.volumes, left)
+	if len(h.drv.Volumes) != 0 || left != 0 {
+		t.Fatalf("after cascade delete: driver %v, catalog has %d records", h.drv.Volumes, left)
 	}
 }
 
 func TestReconcileDriverErrors(t *testing.T) {
 	h := newHarness(t)
 	boom := errors.New("pool offline")
-	h.drv.setFail("EnsureVolume", boom)
+	h.drv.SetFail("EnsureVolume", boom)
 	h.apply(catalog.CreateVolume{Name: "a", SizeBytes: gib, BlockSize: 4096, Node: "n1"})
 	if err := h.sync(VolumeKey("a")); !errors.Is(err, boom) {
 		t.Fatalf("Sync = %v, want %v", err, boom)
@@ -210,7 +211,7 @@ func TestReconcileDriverErrors(t *testing.T) {
 		t.Fatalf("volume = %+v, want error with reason", v)
 	}
 	// The next pass after the fault clears recovers the volume.
-	h.drv.setFail("EnsureVolume", nil)
+	h.drv.SetFail("EnsureVolume", nil)
 	if err := h.sync(VolumeKey("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -222,19 +223,19 @@ func TestReconcileDriverErrors(t *testing.T) {
 	if err := h.sync(ExportKey("a", "iqn.2026-01.x:g")); err != nil {
 		t.Fatal(err)
 	}
-	h.drv.setFail("EnsureVolume", boom)
+	h.drv.SetFail("EnsureVolume", boom)
 	for i := 0; i < 2; i++ {
 		if err := h.sync(VolumeKey("a")); !errors.Is(err, boom) {
 			t.Fatalf("Sync = %v", err)
 		}
 	}
-	h.drv.mu.Lock()
-	_, served := h.drv.exports[[2]string{"a", "iqn.2026-01.x:g"}]
-	h.drv.mu.Unlock()
+	h.drv.Mu.Lock()
+	_, served := h.drv.Exported[[2]string{"a", "iqn.2026-01.x:g"}]
+	h.drv.Mu.Unlock()
 	if v := h.volume("a"); v.State != catalog.VolumeError || !served {
 		t.Fatalf("volume %s, still exported %v", v.State, served)
 	}
-	h.drv.setFail("EnsureVolume", nil)
+	h.drv.SetFail("EnsureVolume", nil)
 	if err := h.sync(VolumeKey("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestReconcileDriverErrors(t *testing.T) {
 	h.apply(catalog.RevokeAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:g"})
 
 	// A failing export is reported to the caller waiting on it.
-	h.drv.setFail("Export", boom)
+	h.drv.SetFail("Export", boom)
 	h.apply(catalog.GrantAccess{Volume: "a", InitiatorIQN: "iqn.2026-01.x:h", TargetIQN: "iqn.t:a"})
 	if err := h.sync(ExportKey("a", "iqn.2026-01.x:h")); !errors.Is(err, boom) {
 		t.Fatalf("Sync(export) = %v", err)
@@ -257,9 +258,9 @@ func TestReconcileCancelOperation(t *testing.T) {
 	if err := h.sync(VolumeKey("a")); err != nil {
 		t.Fatal(err)
 	}
-	h.drv.mu.Lock()
-	h.drv.block = make(chan struct{})
-	h.drv.mu.Unlock()
+	h.drv.Mu.Lock()
+	h.drv.Block = make(chan struct{})
+	h.drv.Mu.Unlock()
 	h.apply(catalog.CreateOperation{ID: "r1", Kind: catalog.OpResize, Volume: "a", SizeBytes: 2 * gib})
 	h.rec.Kick()
 	// Wait until it is running, then cancel it.
@@ -291,7 +292,7 @@ func TestReconcileCancelOperation(t *testing.T) {
 // and reports a node it cannot reach.
 func TestReconcileRemoteNode(t *testing.T) {
 	h := newHarness(t)
-	remote := newMemDriver()
+	remote := nodetest.NewDriver()
 	h.rec.cfg.Remote = func(n catalog.Node) node.Driver {
 		if n.Name != "n2" || n.APIAddress != "10.0.0.2:7480" {
 			t.Errorf("Remote(%+v)", n)
@@ -315,13 +316,13 @@ func TestReconcileRemoteNode(t *testing.T) {
 	if err := h.sync(ExportKey("r", "iqn.2026-01.x:h")); err != nil {
 		t.Fatal(err)
 	}
-	remote.mu.Lock()
-	_, vol := remote.volumes["r"]
-	_, exp := remote.exports[[2]string{"r", "iqn.2026-01.x:h"}]
-	remote.mu.Unlock()
-	h.drv.mu.Lock()
-	localVols := len(h.drv.volumes)
-	h.drv.mu.Unlock()
+	remote.Mu.Lock()
+	_, vol := remote.Volumes["r"]
+	_, exp := remote.Exported[[2]string{"r", "iqn.2026-01.x:h"}]
+	remote.Mu.Unlock()
+	h.drv.Mu.Lock()
+	localVols := len(h.drv.Volumes)
+	h.drv.Mu.Unlock()
 	if !vol || !exp || localVols != 0 {
 		t.Fatalf("remote volume %v export %v, local volumes %d", vol, exp, localVols)
 	}
