@@ -52,28 +52,6 @@ type cli struct {
 	errOut io.Writer
 }
 
-// bearer adds the token to every request, unary or streaming.
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // stringFlag reads a persistent flag by name ("" when undefined).
 func stringFlag(cmd *cobra.Command, name string) string {
 	f := cmd.Flags().Lookup(name)
@@ -123,7 +101,7 @@ func newCLI(cmd *cobra.Command) (*cli, error) {
 		return nil, usageError{fmt.Errorf("-o %q: want table or json", output)}
 	}
 	hc := http.DefaultClient
-	opts := []connect.ClientOption{connect.WithInterceptors(bearer(token))}
+	opts := []connect.ClientOption{connect.WithInterceptors(api.Bearer(token))}
 	return &cli{
 		vol:    vbsv1connect.NewVolumeServiceClient(hc, url, opts...),
 		snap:   vbsv1connect.NewSnapshotServiceClient(hc, url, opts...),

@@ -93,3 +93,31 @@ func (a *Auth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		return next(ctx, conn)
 	}
 }
+
+// Bearer is the client side of Auth: a Connect interceptor that sends the
+// token on every call, unary or streaming. The CLI and the leader's calls
+// to other nodes' agents use it.
+type Bearer string
+
+// WrapUnary implements connect.Interceptor.
+func (b Bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+// WrapStreamingClient implements connect.Interceptor.
+func (b Bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+// WrapStreamingHandler implements connect.Interceptor; a client
+// interceptor leaves handlers alone.
+func (b Bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}

@@ -39,28 +39,6 @@ const (
 // readHeaderTimeout bounds how long a client may take to send headers.
 const readHeaderTimeout = 10 * time.Second
 
-// bearer adds the cluster token to calls to other nodes' agents.
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // Run starts a node and serves until ctx ends, then stops everything in
 // reverse order and waits for it. The iSCSI portal starts first and stops
 // last, so the data path keeps serving while the control plane is down or
@@ -200,7 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	defer agentHTTP.CloseIdleConnections()
 	auth := api.NewAuth(token, "")
 	remote := func(n catalog.Node) node.Driver {
-		return agent.NewClient(agentHTTP, scheme+n.APIAddress, connect.WithInterceptors(bearer(token)))
+		return agent.NewClient(agentHTTP, scheme+n.APIAddress, connect.WithInterceptors(api.Bearer(token)))
 	}
 	rec := reconcile.New(reconcile.Config{
 		Remote:   remote,
