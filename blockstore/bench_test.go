@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
 )
@@ -203,5 +204,37 @@ func BenchmarkRead128K(b *testing.B) {
 		if err := v.ReadAt(ctx, buf, rng.Uint64N(span/32)*32); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkFlush8QD1 is the durable write path one request at a time, as
+// fio's randwrite-4k-qd1-fsync8 job drives it: eight 4 KiB random writes,
+// then a Flush. One op is one write; flush-ns/op is the mean Flush time.
+func BenchmarkFlush8QD1(b *testing.B) {
+	_, v := benchStore(b)
+	ctx := context.Background()
+	blocks := v.Blocks()
+	rng := rand.New(rand.NewPCG(1, 1))
+	p := make([]byte, 4096)
+	var flushNS, flushes int64
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+			b.Fatal(err)
+		}
+		if i%8 == 0 {
+			t0 := time.Now()
+			if err := v.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			flushNS += int64(time.Since(t0))
+			flushes++
+		}
+	}
+	b.StopTimer()
+	if flushes > 0 {
+		b.ReportMetric(float64(flushNS)/float64(flushes), "flush-ns")
 	}
 }
