@@ -15,8 +15,14 @@ import (
 const benchQueueDepth = 16
 
 // benchSession logs in over an in-memory connection pair (net.Pipe), so
-// that the benchmark measures the target and not the kernel.
-func benchSession(b *testing.B) *initiator {
+// that the benchmark measures the target and not the kernel. The LUN runs
+// its commands on workers.
+//
+// With inline set the LUN is Nonblocking, so the reader runs commands
+// itself; that needs a buffered connection (net.Pipe would deadlock the
+// one-goroutine client against the reader's writes), so it uses loopback
+// TCP.
+func benchSession(b *testing.B, inline bool) *initiator {
 	b.Helper()
 	dev, err := device.NewMem(testBlockSize, testBlocks)
 	if err != nil {
@@ -24,13 +30,20 @@ func benchSession(b *testing.B) *initiator {
 	}
 	s := NewServer(Options{NopInterval: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	st := scsi.NewTarget(scsi.TargetOptions{Name: testIQN})
-	if err := st.AddLU(0, noMetadata{dev}, scsi.LUOptions{WriteCache: true}); err != nil {
+	var lu scsi.Device = noMetadata{dev}
+	if inline {
+		lu = fastMem{noMetadata{dev}}
+	}
+	if err := st.AddLU(0, lu, scsi.LUOptions{WriteCache: true}); err != nil {
 		b.Fatal(err)
 	}
 	if err := s.AddTarget(TargetConfig{IQN: testIQN, SCSI: st}); err != nil {
 		b.Fatal(err)
 	}
 	client, server := net.Pipe()
+	if inline {
+		client, server = tcpPair(b)
+	}
 	s.accept(server)
 	b.Cleanup(func() {
 		client.Close()
@@ -93,9 +106,51 @@ func runBench(b *testing.B, in *initiator, cmds []*iscsi.PDU) {
 	}
 }
 
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(b *testing.B) (client, server net.Conn) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	server, ok := <-accepted
+	if !ok {
+		b.Fatal("accept failed")
+	}
+	return client, server
+}
+
 // BenchmarkRead4K: 4 KiB READ(10)s at queue depth 16; allocs/op must be 0.
-func BenchmarkRead4K(b *testing.B) {
-	in := benchSession(b)
+func BenchmarkRead4K(b *testing.B) { benchRead4K(b, false) }
+
+// BenchmarkRead4KInline is BenchmarkRead4K on a Nonblocking LUN over
+// loopback TCP: the reader runs the commands; allocs/op must be 0.
+func BenchmarkRead4KInline(b *testing.B) { benchRead4K(b, true) }
+
+// BenchmarkWrite4K: 4 KiB WRITE(10)s with immediate data at queue depth
+// 16; allocs/op must be 0.
+func BenchmarkWrite4K(b *testing.B) { benchWrite4K(b, false) }
+
+// BenchmarkWrite4KInline is BenchmarkWrite4K on a Nonblocking LUN over
+// loopback TCP; allocs/op must be 0.
+func BenchmarkWrite4KInline(b *testing.B) { benchWrite4K(b, true) }
+
+func benchRead4K(b *testing.B, inline bool) {
+	in := benchSession(b, inline)
 	cmds := make([]*iscsi.PDU, benchQueueDepth)
 	for i := range cmds {
 		cmds[i] = in.command(rw10(opRead10, uint32(i*8), 8), iscsi.FlagRead, 4096, nil)
@@ -103,10 +158,8 @@ func BenchmarkRead4K(b *testing.B) {
 	runBench(b, in, cmds)
 }
 
-// BenchmarkWrite4K: 4 KiB WRITE(10)s with immediate data at queue depth
-// 16; allocs/op must be 0.
-func BenchmarkWrite4K(b *testing.B) {
-	in := benchSession(b)
+func benchWrite4K(b *testing.B, inline bool) {
+	in := benchSession(b, inline)
 	cmds := make([]*iscsi.PDU, benchQueueDepth)
 	for i := range cmds {
 		cmds[i] = in.command(rw10(opWrite10, uint32(i*8), 8), iscsi.FlagWrite, 4096, pattern(4096, byte(i)))

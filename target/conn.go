@@ -38,8 +38,13 @@ type conn struct {
 	srv *Server
 	nc  net.Conn
 	log *slog.Logger
+	br  *bufio.Reader // under rd: tells whether the next PDU is buffered
 	rd  *iscsi.Reader
-	wr  *iscsi.Writer // owned by the writer goroutine after login
+	// wmu guards the wire after login: wr, statSN and the order in which
+	// PDUs are stamped. The writer goroutine and the reader's inline
+	// flushes take it.
+	wmu sync.Mutex
+	wr  *iscsi.Writer
 
 	in     iscsi.PDU // the PDU being handled (reader-owned buffers)
 	sess   *session
@@ -53,10 +58,14 @@ type conn struct {
 	done      chan struct{} // closed when every goroutine of c ended
 
 	out chan outgoing // to the writer
-	// statSN is the next StatSN; the writer goroutine owns it after login.
+	// statSN is the next StatSN; guarded by wmu after login.
 	statSN uint32
+	// inl holds responses of commands the reader ran inline, written in
+	// one batch when the reader would otherwise block (reader-owned).
+	inl []outgoing
 
 	work     chan *task
+	busy     atomic.Int32 // commands queued for or running on workers
 	nworkers int          // reader-owned
 	idle     atomic.Int32 // workers waiting for work
 	workers  sync.WaitGroup
@@ -97,7 +106,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 		done:    make(chan struct{}),
 		tasks:   make(map[uint32]*task),
 	}
-	c.rd = iscsi.NewReader(bufio.NewReaderSize(nc, readBufferSize), iscsi.Limits{})
+	c.br = bufio.NewReaderSize(nc, readBufferSize)
+	c.rd = iscsi.NewReader(c.br, iscsi.Limits{})
 	c.wr = iscsi.NewWriter(nc, iscsi.Limits{})
 	c.pingTTT.Store(iscsi.ReservedITT)
 	return c
@@ -224,12 +234,20 @@ func (c *conn) fullFeature() {
 		c.log.Info("iscsi connection dropped", "err", err)
 	}
 	c.shutdown("connection ended")
+	c.releaseInline()
 	c.teardown()
 }
 
 // readLoop reads and dispatches PDUs until an error ends the connection.
 func (c *conn) readLoop() error {
 	for {
+		if len(c.inl) > 0 && !c.pduBuffered() {
+			// The next read would wait for the initiator: answer what ran
+			// inline first, in one write.
+			if err := c.flushInline(); err != nil {
+				return err
+			}
+		}
 		err := c.rd.Read(&c.in)
 		if c.isClosing() {
 			return errConnClosed
@@ -269,7 +287,15 @@ func (c *conn) dispatch(p *iscsi.PDU) (err error) {
 }
 
 func (c *conn) dispatchPDU(p *iscsi.PDU) error {
-	switch p.Opcode() {
+	op := p.Opcode()
+	if len(c.inl) > 0 && op != iscsi.OpSCSICommand && op != iscsi.OpSCSIDataOut {
+		// Responses to what ran inline go out before any answer to a
+		// task management, logout or other control request.
+		if err := c.flushInline(); err != nil {
+			return err
+		}
+	}
+	switch op {
 	case iscsi.OpSCSICommand:
 		return c.onSCSICommand(p)
 	case iscsi.OpSCSIDataOut:

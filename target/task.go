@@ -582,6 +582,15 @@ func (c *conn) queueExec(t *task) {
 	c.mu.Lock()
 	t.state = taskQueued
 	c.mu.Unlock()
+	if ss.tgt.scsi.RunsInline(&t.cmd) && !c.isClosing() {
+		// A fast device: run it here and answer with the next batch,
+		// without waking a worker and the writer for it.
+		c.running.Add(1)
+		if c.run(t) {
+			_ = c.queueInline(t) // a write error closes c; readLoop sees it
+		}
+		return
+	}
 	if c.idle.Load() == 0 && c.nworkers < cap(c.work) {
 		c.nworkers++
 		c.workers.Add(1)
@@ -592,9 +601,11 @@ func (c *conn) queueExec(t *task) {
 		c.discard(t)
 		return
 	}
+	c.busy.Add(1)
 	select {
 	case c.work <- t:
 	case <-c.closing:
+		c.busy.Add(-1)
 		c.discard(t)
 	}
 }
@@ -623,6 +634,7 @@ func (c *conn) drainWork() {
 	for {
 		select {
 		case t := <-c.work:
+			c.busy.Add(-1)
 			c.discard(t)
 		default:
 			return
@@ -670,6 +682,32 @@ func (c *conn) worker() {
 
 // execute runs t on the SCSI layer and sends its response.
 func (c *conn) execute(t *task) {
+	ok := c.run(t)
+	last := c.busy.Add(-1) == 0
+	if !ok {
+		return
+	}
+	if last && len(c.out) == 0 && c.wmu.TryLock() {
+		// Nothing else is queued or running on this connection, so there
+		// is no batch to wait for: write the response from here instead
+		// of waking the writer (the queue-depth-1 case).
+		err := t.emit(c)
+		if err == nil {
+			err = c.wr.Flush()
+		}
+		c.wmu.Unlock()
+		t.release(c)
+		if err != nil {
+			c.shutdown("write failed: " + err.Error())
+		}
+		return
+	}
+	c.send(t)
+}
+
+// run runs t on the SCSI layer and reports whether its response is to be
+// sent (false: t was aborted and released).
+func (c *conn) run(t *task) bool {
 	defer c.running.Done()
 	ss := c.sess
 	t.res.Reset()
@@ -690,9 +728,9 @@ func (c *conn) execute(t *task) {
 			wg.Done()
 		}
 		putTask(t)
-		return
+		return false
 	}
-	c.send(t)
+	return true
 }
 
 // emit queues the Data-In and SCSI Response PDUs of a finished command.

@@ -87,8 +87,8 @@ func (m *ctlPDU) release(c *conn) {
 	ctlPool.Put(m)
 }
 
-// stamp fills StatSN, ExpCmdSN and MaxCmdSN of an outgoing header. Only
-// the writer goroutine calls it, in wire order.
+// stamp fills StatSN, ExpCmdSN and MaxCmdSN of an outgoing header. Callers
+// hold wmu, so stamps follow wire order.
 func (c *conn) stamp(h *iscsi.BHS, mode statSNMode) {
 	switch mode {
 	case statSNPeek:
@@ -144,15 +144,7 @@ func (c *conn) writeLoop() {
 				break more
 			}
 		}
-		var err error
-		for _, m := range batch {
-			if err = m.emit(c); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = c.wr.Flush()
-		}
+		err := c.writeBatch(batch)
 		for i, m := range batch {
 			m.release(c)
 			batch[i] = nil
@@ -164,6 +156,67 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// writeBatch stamps and writes batch with one writev, under wmu.
+func (c *conn) writeBatch(batch []outgoing) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for _, m := range batch {
+		if err := m.emit(c); err != nil {
+			return err
+		}
+	}
+	return c.wr.Flush()
+}
+
+// queueInline keeps the response of a command the reader ran inline; it
+// goes out with the next flushInline (at the latest when the reader would
+// block, or when a batch is full).
+func (c *conn) queueInline(m outgoing) error {
+	c.inl = append(c.inl, m)
+	if len(c.inl) >= maxBatch {
+		return c.flushInline()
+	}
+	return nil
+}
+
+// flushInline writes the responses queued by queueInline. A write error
+// closes the connection and is returned.
+func (c *conn) flushInline() error {
+	err := c.writeBatch(c.inl)
+	c.releaseInline()
+	if err != nil {
+		c.shutdown("write failed: " + err.Error())
+		return err
+	}
+	return nil
+}
+
+// releaseInline releases the responses queued by queueInline (after they
+// were written, or unsent when the connection ends).
+func (c *conn) releaseInline() {
+	for i, m := range c.inl {
+		m.release(c)
+		c.inl[i] = nil
+	}
+	c.inl = c.inl[:0]
+}
+
+// pduBuffered reports whether the whole next PDU is already in the read
+// buffer, so that reading it cannot wait for the initiator.
+func (c *conn) pduBuffered() bool {
+	n := c.br.Buffered()
+	if n < iscsi.BHSLen {
+		return false
+	}
+	b, err := c.br.Peek(iscsi.BHSLen)
+	if err != nil {
+		return false
+	}
+	var h iscsi.BHS
+	copy(h[:], b)
+	return n >= c.rd.Limits.WireLength(&h)
 }
 
 // waitSent waits until m (sent with a sent channel) is on the wire or

@@ -50,6 +50,7 @@ type Mem struct {
 // Interfaces Mem satisfies.
 var (
 	_ scsi.Device            = (*Mem)(nil)
+	_ scsi.Nonblocking       = (*Mem)(nil)
 	_ scsi.Unmapper          = (*Mem)(nil)
 	_ scsi.ZeroWriter        = (*Mem)(nil)
 	_ scsi.LBAStatusReporter = (*Mem)(nil)
@@ -168,6 +169,11 @@ func allZero(p []byte) bool {
 
 // Flush implements scsi.Device; memory has nothing to flush.
 func (d *Mem) Flush(context.Context) error { return nil }
+
+// Nonblocking reports true: Mem only copies memory under short stripe
+// locks, so the transport may run its reads and writes on its receive path
+// (scsi.Nonblocking).
+func (d *Mem) Nonblocking() bool { return true }
 
 // WriteAtomic implements scsi.AtomicWriter: every Mem write is atomic.
 func (d *Mem) WriteAtomic(ctx context.Context, p []byte, lba uint64, fua bool) error {

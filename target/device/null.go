@@ -20,6 +20,7 @@ type Null struct {
 // Interfaces Null satisfies.
 var (
 	_ scsi.Device            = (*Null)(nil)
+	_ scsi.Nonblocking       = (*Null)(nil)
 	_ scsi.Unmapper          = (*Null)(nil)
 	_ scsi.ZeroWriter        = (*Null)(nil)
 	_ scsi.LBAStatusReporter = (*Null)(nil)
@@ -98,6 +99,10 @@ func (d *Null) WriteAt(_ context.Context, p []byte, lba uint64, _ bool) error {
 
 // Flush implements scsi.Device; there is nothing to make durable.
 func (d *Null) Flush(context.Context) error { return nil }
+
+// Nonblocking reports true: Null never waits, so the transport may run its
+// reads and writes on its receive path (scsi.Nonblocking).
+func (d *Null) Nonblocking() bool { return true }
 
 // Unmap implements scsi.Unmapper.
 func (d *Null) Unmap(_ context.Context, lba, blocks uint64) error {

@@ -36,6 +36,15 @@ type Device interface {
 	Flush(ctx context.Context) error
 }
 
+// Nonblocking is a Device whose ReadAt and WriteAt never wait: not for I/O,
+// not for locks held across I/O, not for other commands (a null or RAM
+// device). The transport may then run READ and WRITE commands on the
+// goroutine that received them, with no hand-off to a worker. A device that
+// can ever block must not implement it, or return false.
+type Nonblocking interface {
+	Nonblocking() bool
+}
+
 // Unmapper is a Device that can deallocate blocks (thin provisioning).
 // Deallocated blocks must read as zeros (the SCSI layer reports LBPRZ=1).
 type Unmapper interface {

@@ -210,6 +210,23 @@ func (t *Target) LUNs() []uint64 {
 	return out
 }
 
+// RunsInline reports whether cmd may run on the caller's receive path: it is
+// a READ or WRITE (6, 10, 12 or 16) for a logical unit whose Device is
+// Nonblocking. Execute then returns without waiting on anything but the
+// range lock that COMPARE AND WRITE and atomic writes hold briefly.
+func (t *Target) RunsInline(cmd *Command) bool {
+	if len(cmd.CDB) == 0 {
+		return false
+	}
+	switch cmd.CDB[0] {
+	case opRead6, opRead10, opRead12, opRead16, opWrite6, opWrite10, opWrite12, opWrite16:
+	default:
+		return false
+	}
+	l := t.lu(cmd.LUN)
+	return l != nil && l.inline
+}
+
 func (t *Target) lu(lun uint64) *logicalUnit {
 	t.mu.RLock()
 	l := t.lus[lun]
@@ -328,6 +345,8 @@ type logicalUnit struct {
 	atomicW  AtomicWriter
 	copier   Copier
 	meta     MetadataStore
+	// inline: the device is Nonblocking (see Target.RunsInline).
+	inline bool
 
 	// knownBlocks is the capacity last reported; growth raises CAPACITY
 	// DATA HAS CHANGED.
@@ -363,6 +382,9 @@ func newLU(t *Target, lun uint64, dev Device, opts LUOptions) *logicalUnit {
 	l.caw, _ = dev.(CompareAndWriter)
 	l.atomicW, _ = dev.(AtomicWriter)
 	l.copier, _ = dev.(Copier)
+	if nb, ok := dev.(Nonblocking); ok {
+		l.inline = nb.Nonblocking()
+	}
 	l.meta, _ = dev.(MetadataStore)
 	naa := opts.NAA
 	if naa == 0 {
