@@ -2,6 +2,9 @@
 # (`include bench/bench.mk`). Run from the repository root.
 #
 #   make bench-fio     build fio with its libiscsi engine into bench/build/fio
+#   make bench-snapshots  IOPS of 4k random writes on a `vbs server` volume
+#                      while 100 snapshots are taken, against none
+#                      (bench/snapshots.sh; SNAPSHOTS, RUNTIME, PAIRS)
 #   make bench-target  build bin/vbs and fio, install tgt if missing, then run
 #                      every fio job against tgt and the VBS target (null and
 #                      file LUNs) and write bench/results/<date>-<name>.{md,json}
@@ -15,7 +18,7 @@ BENCH_FIO ?= bench/build/fio
 BENCH_LUNS ?= null,file
 BENCH_ARGS ?=
 
-.PHONY: bench-fio bench-target bench-tgt
+.PHONY: bench-fio bench-target bench-tgt bench-snapshots
 
 bench-fio:
 	bench/build-fio.sh
@@ -30,3 +33,6 @@ bench-tgt:
 
 bench-target: build bench-fio bench-tgt
 	$(GO) run ./bench/cmd/vbs-bench --fio $(BENCH_FIO) --vbs-bin bin/vbs --luns $(BENCH_LUNS) $(BENCH_ARGS)
+
+bench-snapshots: build bench-fio
+	bench/snapshots.sh
