@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	wire "github.com/vbs-storage/vbs/target/iscsi"
+	"github.com/vbs-storage/vbs/target/scsi"
 )
 
 // ErrCDB means a CDB this initiator cannot send.
@@ -36,8 +37,8 @@ func (r *Response) Err() error {
 	case StatusGood, StatusConditionMet:
 		return nil
 	case StatusCheckCondition:
-		if info, ok := parseSense(r.Sense); ok {
-			return &SenseError{Key: info.key, ASC: info.asc, ASCQ: info.ascq, Sense: r.Sense}
+		if info, ok := scsi.ParseSense(r.Sense); ok {
+			return &SenseError{Key: info.Key, ASC: uint8(info.ASC >> 8), ASCQ: uint8(info.ASC), Sense: r.Sense}
 		}
 	}
 	return &StatusError{Status: r.Status}

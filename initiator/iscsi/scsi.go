@@ -7,134 +7,42 @@ import (
 	"strings"
 
 	wire "github.com/vbs-storage/vbs/target/iscsi"
+	"github.com/vbs-storage/vbs/target/scsi"
 )
 
-// Status is a SCSI status byte (SAM-5 section 5.3).
-type Status uint8
+// Status is a SCSI status byte; the values and names are the target's
+// (package target/scsi), so both sides of a test speak the same type.
+type Status = scsi.Status
 
 // SCSI status values.
 const (
-	StatusGood                Status = 0x00
-	StatusCheckCondition      Status = 0x02
-	StatusConditionMet        Status = 0x04
-	StatusBusy                Status = 0x08
-	StatusReservationConflict Status = 0x18
-	StatusTaskSetFull         Status = 0x28
-	StatusACAActive           Status = 0x30
-	StatusTaskAborted         Status = 0x40
+	StatusGood                = scsi.StatusGood
+	StatusCheckCondition      = scsi.StatusCheckCondition
+	StatusConditionMet        = scsi.StatusConditionMet
+	StatusBusy                = scsi.StatusBusy
+	StatusReservationConflict = scsi.StatusReservationConflict
+	StatusTaskSetFull         = scsi.StatusTaskSetFull
+	StatusACAActive           = scsi.StatusACAActive
+	StatusTaskAborted         = scsi.StatusTaskAborted
 )
 
-func (s Status) String() string {
-	switch s {
-	case StatusGood:
-		return "GOOD"
-	case StatusCheckCondition:
-		return "CHECK CONDITION"
-	case StatusConditionMet:
-		return "CONDITION MET"
-	case StatusBusy:
-		return "BUSY"
-	case StatusReservationConflict:
-		return "RESERVATION CONFLICT"
-	case StatusTaskSetFull:
-		return "TASK SET FULL"
-	case StatusACAActive:
-		return "ACA ACTIVE"
-	case StatusTaskAborted:
-		return "TASK ABORTED"
-	}
-	return fmt.Sprintf("status 0x%02x", uint8(s))
-}
-
-// SenseKey is the sense key of sense data (SPC-4 section 4.5.6).
-type SenseKey uint8
+// SenseKey is the sense key of sense data (scsi.SenseKey).
+type SenseKey = scsi.SenseKey
 
 // Sense keys.
 const (
-	SenseNoSense        SenseKey = 0x0
-	SenseRecoveredError SenseKey = 0x1
-	SenseNotReady       SenseKey = 0x2
-	SenseMediumError    SenseKey = 0x3
-	SenseHardwareError  SenseKey = 0x4
-	SenseIllegalRequest SenseKey = 0x5
-	SenseUnitAttention  SenseKey = 0x6
-	SenseDataProtect    SenseKey = 0x7
-	SenseBlankCheck     SenseKey = 0x8
-	SenseAbortedCommand SenseKey = 0xb
-	SenseMiscompare     SenseKey = 0xe
+	SenseNoSense        = scsi.SenseNoSense
+	SenseRecoveredError = scsi.SenseRecoveredError
+	SenseNotReady       = scsi.SenseNotReady
+	SenseMediumError    = scsi.SenseMediumError
+	SenseHardwareError  = scsi.SenseHardwareError
+	SenseIllegalRequest = scsi.SenseIllegalRequest
+	SenseUnitAttention  = scsi.SenseUnitAttention
+	SenseDataProtect    = scsi.SenseDataProtect
+	SenseBlankCheck     = scsi.SenseBlankCheck
+	SenseAbortedCommand = scsi.SenseAbortedCommand
+	SenseMiscompare     = scsi.SenseMiscompare
 )
-
-func (k SenseKey) String() string {
-	switch k {
-	case SenseNoSense:
-		return "NO SENSE"
-	case SenseRecoveredError:
-		return "RECOVERED ERROR"
-	case SenseNotReady:
-		return "NOT READY"
-	case SenseMediumError:
-		return "MEDIUM ERROR"
-	case SenseHardwareError:
-		return "HARDWARE ERROR"
-	case SenseIllegalRequest:
-		return "ILLEGAL REQUEST"
-	case SenseUnitAttention:
-		return "UNIT ATTENTION"
-	case SenseDataProtect:
-		return "DATA PROTECT"
-	case SenseBlankCheck:
-		return "BLANK CHECK"
-	case SenseAbortedCommand:
-		return "ABORTED COMMAND"
-	case SenseMiscompare:
-		return "MISCOMPARE"
-	}
-	return fmt.Sprintf("sense key 0x%x", uint8(k))
-}
-
-// Sense data formats (SPC-4 section 4.5).
-const (
-	senseCodeMask      = 0x7f
-	senseFixedCurrent  = 0x70
-	senseFixedDeferred = 0x71
-	senseDescCurrent   = 0x72
-	senseDescDeferred  = 0x73
-	senseKeyMask       = 0x0f
-	senseFixedMinLen   = 14 // through the ASCQ byte
-	senseFixedKeyOff   = 2
-	senseFixedASCOff   = 12
-	senseFixedASCQOff  = 13
-	senseDescMinLen    = 4
-	senseDescKeyOff    = 1
-	senseDescASCOff    = 2
-	senseDescASCQOff   = 3
-)
-
-type senseInfo struct {
-	key       SenseKey
-	asc, ascq uint8
-}
-
-// parseSense decodes the key and additional sense code of fixed or
-// descriptor format sense data.
-func parseSense(b []byte) (senseInfo, bool) {
-	if len(b) == 0 {
-		return senseInfo{}, false
-	}
-	switch b[0] & senseCodeMask {
-	case senseFixedCurrent, senseFixedDeferred:
-		if len(b) < senseFixedMinLen {
-			return senseInfo{}, false
-		}
-		return senseInfo{SenseKey(b[senseFixedKeyOff] & senseKeyMask), b[senseFixedASCOff], b[senseFixedASCQOff]}, true
-	case senseDescCurrent, senseDescDeferred:
-		if len(b) < senseDescMinLen {
-			return senseInfo{}, false
-		}
-		return senseInfo{SenseKey(b[senseDescKeyOff] & senseKeyMask), b[senseDescASCOff], b[senseDescASCQOff]}, true
-	}
-	return senseInfo{}, false
-}
 
 // Operation codes and service actions the convenience methods send
 // (SPC-4, SBC-4).

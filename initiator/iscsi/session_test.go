@@ -199,7 +199,7 @@ func TestResponseSense(t *testing.T) {
 		t.Fatal(err)
 	}
 	sense := make([]byte, 18)
-	sense[0], sense[2], sense[7], sense[12], sense[13] = senseFixedCurrent, byte(SenseNotReady), 10, 0x04, 0x01
+	sense[0], sense[2], sense[7], sense[12], sense[13] = 0x70, byte(SenseNotReady), 10, 0x04, 0x01
 	p := targetPDU(wire.OpSCSIResponse, cmd.Tag(), wire.FlagFinal)
 	p.SetByte3(byte(StatusCheckCondition))
 	p.Data = append([]byte{0, byte(len(sense))}, sense...)
@@ -215,8 +215,15 @@ func TestResponseSense(t *testing.T) {
 		t.Fatalf("sense error %v", err)
 	}
 	// Descriptor format, and statuses without sense.
-	if info, ok := parseSense([]byte{0x72, 0x05, 0x24, 0x00, 0, 0, 0, 0}); !ok || info.key != SenseIllegalRequest || info.asc != 0x24 {
-		t.Errorf("descriptor sense %+v %v", info, ok)
+	cmd, _ = s.Start(ctx, 0, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil, nil)
+	p = targetPDU(wire.OpSCSIResponse, cmd.Tag(), wire.FlagFinal)
+	p.SetByte3(byte(StatusCheckCondition))
+	p.Data = []byte{0, 8, 0x72, 0x05, 0x24, 0x00, 0, 0, 0, 0}
+	_ = s.handle(p)
+	if resp, err := cmd.Wait(ctx); err != nil {
+		t.Fatal(err)
+	} else if err := resp.Err(); !errors.As(err, &se) || se.Key != SenseIllegalRequest || se.ASC != 0x24 || se.ASCQ != 0 {
+		t.Errorf("descriptor sense: %v", err)
 	}
 	var st *StatusError
 	if err := (&Response{Status: StatusBusy}).Err(); !errors.As(err, &st) || st.Status != StatusBusy {

@@ -1,5 +1,7 @@
 package scsi
 
+import "fmt"
+
 // This file fixes the contract between the SCSI layer and a transport (the
 // iSCSI session code in package target). The implementation lives in the
 // other files of this package.
@@ -18,6 +20,29 @@ const (
 	StatusACAActive           Status = 0x30
 	StatusTaskAborted         Status = 0x40
 )
+
+// String returns the status's SAM name.
+func (s Status) String() string {
+	switch s {
+	case StatusGood:
+		return "GOOD"
+	case StatusCheckCondition:
+		return "CHECK CONDITION"
+	case StatusConditionMet:
+		return "CONDITION MET"
+	case StatusBusy:
+		return "BUSY"
+	case StatusReservationConflict:
+		return "RESERVATION CONFLICT"
+	case StatusTaskSetFull:
+		return "TASK SET FULL"
+	case StatusACAActive:
+		return "ACA ACTIVE"
+	case StatusTaskAborted:
+		return "TASK ABORTED"
+	}
+	return fmt.Sprintf("status 0x%02x", uint8(s))
+}
 
 // Nexus identifies an I_T nexus: one initiator port talking to one target
 // port. For iSCSI the initiator port name is "<initiator iqn>,i,0x<isid>"

@@ -1,6 +1,9 @@
 package scsi
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // SenseKey is the sense key of a CHECK CONDITION (SPC-4 table 48).
 type SenseKey uint8
@@ -15,9 +18,39 @@ const (
 	SenseIllegalRequest SenseKey = 0x05
 	SenseUnitAttention  SenseKey = 0x06
 	SenseDataProtect    SenseKey = 0x07
+	SenseBlankCheck     SenseKey = 0x08
 	SenseAbortedCommand SenseKey = 0x0B
 	SenseMiscompare     SenseKey = 0x0E
 )
+
+// String returns the sense key's SPC name.
+func (k SenseKey) String() string {
+	switch k {
+	case SenseNoSense:
+		return "NO SENSE"
+	case SenseRecoveredError:
+		return "RECOVERED ERROR"
+	case SenseNotReady:
+		return "NOT READY"
+	case SenseMediumError:
+		return "MEDIUM ERROR"
+	case SenseHardwareError:
+		return "HARDWARE ERROR"
+	case SenseIllegalRequest:
+		return "ILLEGAL REQUEST"
+	case SenseUnitAttention:
+		return "UNIT ATTENTION"
+	case SenseDataProtect:
+		return "DATA PROTECT"
+	case SenseBlankCheck:
+		return "BLANK CHECK"
+	case SenseAbortedCommand:
+		return "ABORTED COMMAND"
+	case SenseMiscompare:
+		return "MISCOMPARE"
+	}
+	return fmt.Sprintf("sense key 0x%x", uint8(k))
+}
 
 // ASC is an additional sense code and qualifier packed as ASC<<8 | ASCQ.
 type ASC uint16
