@@ -10,6 +10,11 @@
 // depending on where it lies; this package only reports which check failed.
 //
 // Every format carries a version. Readers refuse versions they do not know.
+//
+// Record version 2 adds padding (FlagPad): a record that carries no volume
+// data and only moves the next record to a later offset, so the writer can
+// start every append after an fdatasync on a fresh page of the file. Readers
+// accept versions 1 and 2; writers write version 2.
 package record
 
 import (
@@ -31,8 +36,12 @@ const (
 
 	// RecordMagic opens every record header ("VBSR" little-endian).
 	RecordMagic uint32 = 0x52534256
-	// RecordVersion is the version of the record header layout.
-	RecordVersion uint8 = 1
+	// RecordVersion is the version of the record header layout that
+	// AppendRecord writes. Version 2 is version 1 plus padding records
+	// (FlagPad); decoders accept both.
+	RecordVersion uint8 = 2
+	// MinRecordVersion is the oldest record version decoders accept.
+	MinRecordVersion uint8 = 1
 	// HeaderSize is the encoded size of a record Header.
 	HeaderSize = 48
 	// MaxDataLen bounds the data carried by one record, so a corrupt length
@@ -48,7 +57,8 @@ const (
 	// TypeWrite carries Blocks blocks of data for LBA..LBA+Blocks-1.
 	TypeWrite Type = 1
 	// TypeTrim deallocates LBA..LBA+Blocks-1 (unmap or write zeroes); it
-	// carries no data.
+	// carries no data, except a padding trim (FlagPad), which deallocates
+	// nothing.
 	TypeTrim Type = 2
 	// TypeRelocate carries one block that segment cleaning moved. Replay
 	// skips it: the cleaner commits the new location to the index itself,
@@ -60,7 +70,17 @@ const (
 const (
 	// FlagAtomic marks a write that was submitted as one atomic unit.
 	FlagAtomic uint16 = 1 << 0
+	// FlagPad marks a padding record (version 2 and later): TypeTrim,
+	// volume 0, LBA 0, no blocks, and DataLen bytes of zeros that carry
+	// nothing. It only moves the next record to a later offset. It is typed
+	// as a trim so that a log reader that skips trims without reading their
+	// data (the segment cleaner) skips padding too; replay must skip it
+	// before treating it as a trim (Header.IsPad).
+	FlagPad uint16 = 1 << 1
 )
+
+// MinPad is the smallest padding record: a header and no data.
+const MinPad = HeaderSize
 
 // Header field offsets inside an encoded record header.
 const (
@@ -106,6 +126,9 @@ func Checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
 
 // Header describes one record.
 type Header struct {
+	// Version is the record version the header was decoded from;
+	// AppendRecord ignores it and writes RecordVersion.
+	Version uint8
 	Type    Type
 	Flags   uint16
 	Volume  uint64
@@ -116,33 +139,76 @@ type Header struct {
 	CRC     uint32
 }
 
+// IsPad reports whether h is a padding record, which a reader skips.
+func (h *Header) IsPad() bool { return h.Type == TypeTrim && h.Flags&FlagPad != 0 }
+
 // AppendRecord appends the encoding of h followed by data to dst and
 // returns the extended slice. It sets the version, DataLen and CRC itself;
-// h.CRC and h.DataLen are ignored. It does not allocate when dst has room.
+// h.Version, h.CRC and h.DataLen are ignored. It does not allocate when dst
+// has room.
 func AppendRecord(dst []byte, h *Header, data []byte) []byte {
+	return appendRecord(dst, h, data, RecordVersion)
+}
+
+// PadLen returns the size of the padding record that moves a record
+// starting at off to the next multiple of align (a power of two, larger than
+// MinPad): 0 when off is aligned already, else the gap, or the gap plus
+// align when the gap cannot hold a record header.
+func PadLen(off, align uint64) uint64 {
+	gap := (align - off%align) % align
+	if gap != 0 && gap < MinPad {
+		gap += align
+	}
+	return gap
+}
+
+// AppendPad appends a padding record of n bytes in all (MinPad <= n <=
+// MinPad+MaxDataLen) to dst and returns the extended slice. It does not
+// allocate when dst has room.
+func AppendPad(dst []byte, n int) []byte {
+	if n < MinPad || n > MinPad+MaxDataLen {
+		panic(fmt.Sprintf("record: pad of %d bytes", n))
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, n)...) // zeroed, and no allocation when dst has room
+	h := Header{Type: TypeTrim, Flags: FlagPad}
+	encodeHeader(dst[start:start+HeaderSize], &h, uint32(n-HeaderSize), RecordVersion)
+	b := dst[start:]
+	crc := crc32.Update(0, castagnoli, b)
+	binary.LittleEndian.PutUint32(b[offCRC:], crc)
+	return dst
+}
+
+func appendRecord(dst []byte, h *Header, data []byte, version uint8) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, HeaderSize)...)
 	b := dst[start : start+HeaderSize]
-	binary.LittleEndian.PutUint32(b[offMagic:], RecordMagic)
-	b[offVersion] = RecordVersion
-	b[offType] = byte(h.Type)
-	binary.LittleEndian.PutUint16(b[offFlags:], h.Flags)
-	binary.LittleEndian.PutUint64(b[offVolume:], h.Volume)
-	binary.LittleEndian.PutUint64(b[offLBA:], h.LBA)
-	binary.LittleEndian.PutUint32(b[offBlocks:], h.Blocks)
-	binary.LittleEndian.PutUint32(b[offDataLen:], uint32(len(data)))
-	binary.LittleEndian.PutUint64(b[offSeq:], h.Seq)
-	binary.LittleEndian.PutUint32(b[offCRC:], 0)
-	binary.LittleEndian.PutUint32(b[offReserved:], 0)
+	encodeHeader(b, h, uint32(len(data)), version)
 	crc := crc32.Update(0, castagnoli, b)
 	crc = crc32.Update(crc, castagnoli, data)
 	binary.LittleEndian.PutUint32(b[offCRC:], crc)
 	return append(dst, data...)
 }
 
+// encodeHeader encodes h into b (HeaderSize bytes) with a zero CRC field.
+func encodeHeader(b []byte, h *Header, dataLen uint32, version uint8) {
+	binary.LittleEndian.PutUint32(b[offMagic:], RecordMagic)
+	b[offVersion] = version
+	b[offType] = byte(h.Type)
+	binary.LittleEndian.PutUint16(b[offFlags:], h.Flags)
+	binary.LittleEndian.PutUint64(b[offVolume:], h.Volume)
+	binary.LittleEndian.PutUint64(b[offLBA:], h.LBA)
+	binary.LittleEndian.PutUint32(b[offBlocks:], h.Blocks)
+	binary.LittleEndian.PutUint32(b[offDataLen:], dataLen)
+	binary.LittleEndian.PutUint64(b[offSeq:], h.Seq)
+	binary.LittleEndian.PutUint32(b[offCRC:], 0)
+	binary.LittleEndian.PutUint32(b[offReserved:], 0)
+}
+
 // DecodeHeader decodes the record header at the start of b without checking
 // the CRC (the data is needed for that: see Verify). It checks the magic,
-// version, type and that DataLen is within bounds.
+// version, type and that DataLen is within bounds. A padding record
+// (FlagPad, version 2 and later) decodes as TypeTrim with IsPad true.
 func DecodeHeader(b []byte) (Header, error) {
 	var h Header
 	if len(b) < HeaderSize {
@@ -151,8 +217,9 @@ func DecodeHeader(b []byte) (Header, error) {
 	if binary.LittleEndian.Uint32(b[offMagic:]) != RecordMagic {
 		return h, ErrBadMagic
 	}
-	if b[offVersion] != RecordVersion {
-		return h, fmt.Errorf("%w: %d", ErrVersion, b[offVersion])
+	h.Version = b[offVersion]
+	if h.Version < MinRecordVersion || h.Version > RecordVersion {
+		return h, fmt.Errorf("%w: %d", ErrVersion, h.Version)
 	}
 	h.Type = Type(b[offType])
 	h.Flags = binary.LittleEndian.Uint16(b[offFlags:])
@@ -171,6 +238,12 @@ func DecodeHeader(b []byte) (Header, error) {
 			return h, fmt.Errorf("%w: write of %d blocks with %d bytes", ErrMalformed, h.Blocks, h.DataLen)
 		}
 	case TypeTrim:
+		if h.Flags&FlagPad != 0 {
+			if h.Version < 2 || h.Volume != 0 || h.LBA != 0 || h.Blocks != 0 || h.DataLen > MaxDataLen {
+				return h, fmt.Errorf("%w: pad (version %d) of volume %d, %d blocks, %d bytes", ErrMalformed, h.Version, h.Volume, h.Blocks, h.DataLen)
+			}
+			break
+		}
 		if h.Blocks == 0 || h.DataLen != 0 {
 			return h, fmt.Errorf("%w: trim of %d blocks with %d bytes", ErrMalformed, h.Blocks, h.DataLen)
 		}

@@ -32,6 +32,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			want := tt.h
 			want.DataLen = uint32(len(tt.data))
 			want.CRC = h.CRC
+			want.Version = RecordVersion
 			if h != want {
 				t.Fatalf("header = %+v, want %+v", h, want)
 			}
@@ -111,10 +112,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendRecord(nil, &Header{Type: TypeWrite, Volume: 1, LBA: 5, Blocks: 1, Seq: 3}, make([]byte, 512)))
 	f.Add(AppendRecord(nil, &Header{Type: TypeTrim, Volume: 2, LBA: 9, Blocks: 8, Seq: 4}, nil))
 	f.Add(AppendSegmentHeader(nil, SegmentHeader{ID: 3}))
+	f.Add(AppendPad(nil, MinPad))
+	f.Add(AppendPad(nil, 4096+17))
+	f.Add(appendRecord(nil, &Header{Type: TypeWrite, Volume: 1, LBA: 5, Blocks: 1, Seq: 3}, make([]byte, 512), 1))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, data, n, err := Decode(b); err == nil {
-			re := AppendRecord(nil, &h, data)
+			re := appendRecord(nil, &h, data, h.Version)
 			if !bytes.Equal(re, b[:n]) {
 				t.Fatalf("re-encoding differs")
 			}
