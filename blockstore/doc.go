@@ -17,7 +17,13 @@
 // write(2) (group commit). A write completes only after that, so killing the
 // process loses no completed write. If any request in the group needs
 // durability (FUA, Flush, a write-through volume) the writer issues one
-// fdatasync for the whole group before completing it.
+// fdatasync for the whole group before completing it, and completes the
+// group as soon as it returned. Before that sync it pads the log with a
+// padding record to the next 4 KiB boundary of the segment file, so the
+// next append starts on a fresh page and a later sync never writes again a
+// page an earlier one synced (rewriting a partly synced page about doubles
+// the cost of an fdatasync on ext4). Where padding does not fit, the
+// segment is full and the next append starts a new one.
 //
 // # Index/log invariant (the crash model)
 //
@@ -28,7 +34,16 @@
 //     consult before pebble. Only after the log has been fdatasync'ed does
 //     the writer move the overlay into pebble, in one batch that also records
 //     the marker: the log position (segment, offset) up to which the index is
-//     complete, and the sequence number.
+//     complete, and the sequence number. A Flush or FUA write does not move
+//     it: its log bytes are durable, and replay (3) rebuilds the overlay from
+//     the log past the marker. The writer moves it when it reaches
+//     Options.MaxDirty (which bounds it), at segment roll (so the overlay
+//     only ever refers to the active segment), for snapshots, revert,
+//     flatten and diffs (syncLog), on checkpoint, and at close. Until then
+//     the index may still name the older location of a block the overlay
+//     has overwritten: harmless for reads, which see the overlay first, but
+//     the segment cleaner counts such a block as live unless it checkpoints
+//     first.
 //
 //  2. Trims (unmap, write zeroes) are written to the log and applied to
 //     pebble at once as a range deletion. Losing the log record in a crash
@@ -37,7 +52,8 @@
 //
 //  3. On Open the store replays the log from the marker to the end of the
 //     valid log (the first record that does not verify, or a segment's
-//     seal), applying records in log order. Replay is idempotent. Then it
+//     seal), applying records in log order and stepping over padding.
+//     Replay is idempotent. Then it
 //     seals the last segment at its valid end and records the marker with a
 //     synced commit before it accepts writes, and appends only to a new
 //     segment, never after a possibly torn tail.

@@ -186,6 +186,7 @@ type counters struct {
 	batches     atomic.Uint64
 	syncs       atomic.Uint64
 	bytesIn     atomic.Uint64
+	padBytes    atomic.Uint64 // padding records appended before syncs
 }
 
 // Open opens the store in dir, creating it if needed, and replays the log
@@ -540,6 +541,10 @@ func (rp *replayer) scan(f vfs.File, id, start, limit uint64) (uint64, error) {
 		}
 		if record.Verify(hdr[:], data) != nil {
 			break
+		}
+		if h.IsPad() {
+			off = end
+			continue
 		}
 		if err := rp.apply(h, id, off+record.HeaderSize, data); err != nil {
 			return off, err

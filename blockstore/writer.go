@@ -73,6 +73,7 @@ type writer struct {
 	activeID  uint64
 	activeOff uint64
 	broken    bool  // the last append failed part-way; roll before the next
+	full      bool  // no room to pad before a sync; roll before the next append
 	failed    error // sync or index failure: refuse writes until reopen
 
 	seq        uint64
@@ -164,16 +165,29 @@ func (w *writer) shutdown() {
 	w.ib.Close()
 }
 
+// process carries out the gathered batch. When a request in it needs
+// durability, or the overlay reaches Options.MaxDirty, the batch ends with
+// padding to a page boundary and one fdatasync; its requests complete as
+// soon as that returned. The overlay moves into the index only when it has
+// reached MaxDirty (after the requests completed: their log bytes are
+// already durable, so the index may lag behind; see invariant 1).
 func (w *writer) process() {
-	w.s.stats.batches.Add(1)
+	s := w.s
+	s.stats.batches.Add(1)
 	w.chunkStart = 0
 	w.needSync = false
 	for i, r := range w.batch {
 		w.add(i, r)
 	}
+	// The overlay can only grow by what is pending, so this never misses a
+	// batch that brings it to MaxDirty.
+	sync := w.failed == nil && (w.needSync || len(s.dirty)+len(w.pend) >= s.opts.MaxDirty)
+	if sync {
+		w.pad()
+	}
 	w.flushPending(len(w.batch))
-	if w.failed == nil && (w.needSync || len(w.s.dirty) >= w.s.opts.MaxDirty) {
-		if err := w.syncLog(false); err != nil {
+	if sync && w.failed == nil {
+		if err := w.syncData(); err != nil {
 			for _, r := range w.batch {
 				if r.err == nil && w.wantsDurability(r) {
 					r.err = err
@@ -184,6 +198,10 @@ func (w *writer) process() {
 	for i, r := range w.batch {
 		r.done <- r.err
 		w.batch[i] = nil
+	}
+	if sync && w.failed == nil && len(s.dirty) >= s.opts.MaxDirty {
+		// The log is durable up to activeOff (synced above).
+		_ = w.commitOverlay(false, false) // a failure fails the store (w.fail)
 	}
 }
 
@@ -308,7 +326,7 @@ func (w *writer) addWrite(i int, r *request) {
 // the active one is broken or sealed).
 func (w *writer) makeRoom(i, size int) error {
 	used := w.activeOff + uint64(len(w.buf))
-	if !w.broken && (used+uint64(size) <= uint64(w.s.opts.SegmentSize) || used == record.SegmentHeaderSize) {
+	if !w.broken && !w.full && (used+uint64(size) <= uint64(w.s.opts.SegmentSize) || used == record.SegmentHeaderSize) {
 		return nil
 	}
 	if err := w.flushPending(i); err != nil {
@@ -492,8 +510,37 @@ func (w *writer) fail(err error) {
 }
 
 // syncLog makes the active segment durable and moves the overlay into the
-// index (invariant 1 in the package doc).
+// index (invariant 1 in the package doc). Callers that need the index to
+// reflect everything written so far (snapshots, revert, flatten, close) use
+// it; a Flush only needs syncData.
 func (w *writer) syncLog(syncIndex bool) error {
+	if w.failed != nil {
+		return w.failed
+	}
+	if err := w.syncData(); err != nil {
+		return err
+	}
+	return w.commitOverlay(syncIndex, false)
+}
+
+// checkpoint makes the log durable and moves the overlay into the index,
+// so that the index alone says which log bytes are still referenced. A
+// Flush leaves the overlay where it is (its log bytes are durable, and
+// replay recovers it), so until the next checkpoint the index may still
+// name older locations of overwritten blocks; the segment cleaner, which
+// counts references in the index, calls this first to see them as dead.
+func (s *Store) checkpoint() error {
+	return s.run(nil, func(w *writer) error {
+		if len(s.dirty) == 0 && len(w.touched) == 0 {
+			return nil
+		}
+		return w.syncLog(false)
+	})
+}
+
+// syncData makes the active segment durable up to activeOff. It leaves the
+// overlay alone: replay recovers it from the log (invariant 3).
+func (w *writer) syncData() error {
 	if w.failed != nil {
 		return w.failed
 	}
@@ -503,7 +550,7 @@ func (w *writer) syncLog(syncIndex bool) error {
 		return err
 	}
 	w.s.stats.syncs.Add(1)
-	return w.commitOverlay(syncIndex, false)
+	return nil
 }
 
 func (w *writer) commitOverlay(syncIndex, seal bool) error {
@@ -583,7 +630,7 @@ func (w *writer) roll() error {
 	w.s.segs[id] = f
 	w.s.segMu.Unlock()
 	w.s.stats.logBytes.Add(record.SegmentHeaderSize)
-	w.active, w.activeID, w.activeOff, w.broken = f, id, record.SegmentHeaderSize, false
+	w.active, w.activeID, w.activeOff, w.broken, w.full = f, id, record.SegmentHeaderSize, false, false
 	w.s.activeSeg.Store(id)
 	w.s.activeEnd.Store(w.activeOff)
 	return nil
