@@ -6,7 +6,8 @@
 // # Layout
 //
 // A store directory holds LOCK, segments/ (the log: files named by a 16-digit
-// hex segment ID, formats in package record) and index/ (pebble). All file
+// hex segment ID, formats in package record, plus at most one ".prep" file
+// being pre-formatted) and index/ (pebble). All file
 // access goes through Options.FS (pebble's vfs.FS), so tests can crash the
 // store or inject errors.
 //
@@ -60,7 +61,10 @@
 //
 //  4. Before a new segment is created the previous one is fdatasync'ed and
 //     sealed (its valid length recorded in the index with a synced commit),
-//     so only the newest segment can have a torn tail.
+//     so only the newest segment can have a torn tail. A new segment is
+//     either created empty or, on the OS filesystem, a pre-formatted file of
+//     synced zeros renamed into place (prep.go); only a complete, synced
+//     file is ever renamed, and zeros end the valid log like end-of-file.
 //
 //  5. Creating a snapshot syncs the log and moves the overlay into the index
 //     first, so every version a snapshot sees is durable; later writes and

@@ -165,6 +165,9 @@ type Store struct {
 
 	w     *writer
 	stats counters
+	// prep keeps a pre-formatted segment ready (nil: none, see prep.go).
+	// Set before the writer starts and cleared after it stopped.
+	prep *preparer
 
 	bgCancel context.CancelFunc
 	bgDone   chan struct{}
@@ -187,12 +190,21 @@ type counters struct {
 	syncs       atomic.Uint64
 	bytesIn     atomic.Uint64
 	padBytes    atomic.Uint64 // padding records appended before syncs
+	prepBytes   atomic.Uint64 // zeros written by the segment preparer
 }
 
 // Open opens the store in dir, creating it if needed, and replays the log
-// tail past the index's marker (see the package doc).
-func Open(dir string, opts Options) (_ *Store, err error) {
+// tail past the index's marker (see the package doc). On the operating
+// system's filesystem it keeps the next segment pre-formatted (prep.go).
+func Open(dir string, opts Options) (*Store, error) {
 	o := opts.withDefaults()
+	return open(dir, o, o.FS == vfs.Default)
+}
+
+// open is Open with the choice of pre-formatting segments made: tests turn
+// it on for in-memory filesystems, where it is off by default because
+// every prepared segment would take SegmentSize bytes of memory.
+func open(dir string, o Options, prepare bool) (_ *Store, err error) {
 	s := &Store{
 		opts:    o,
 		fs:      o.FS,
@@ -244,6 +256,9 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 		s.w.ib.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if prepare {
+		s.startPreparer()
+	}
 	go s.w.run()
 	if o.GCInterval > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -271,6 +286,7 @@ func (s *Store) Close() error {
 	s.submitMu.Unlock()
 	close(s.w.quit)
 	<-s.w.stopped
+	s.stopPreparer()
 	err := s.w.failed
 	if cerr := s.closeFiles(); err == nil {
 		err = cerr
@@ -436,6 +452,9 @@ func (s *Store) recover() error {
 	if err != nil {
 		return fmt.Errorf("open store: list segments: %w", err)
 	}
+	if err := s.removeStalePrep(names); err != nil {
+		return err
+	}
 	var ids []uint64
 	for _, n := range names {
 		hex, ok := strings.CutSuffix(n, segSuffix)
@@ -463,7 +482,7 @@ func (s *Store) recover() error {
 		}
 		size := uint64(st.Size())
 		s.stats.logBytes.Add(int64(size))
-		w.active, w.activeID, w.activeOff = f, id, size
+		w.active, w.activeID, w.activeOff, w.activeAlloc = f, id, size, size
 		s.nextSeg.Store(id)
 		if id < m.Seg {
 			continue

@@ -72,9 +72,12 @@ type writer struct {
 	active    vfs.File
 	activeID  uint64
 	activeOff uint64
-	broken    bool  // the last append failed part-way; roll before the next
-	full      bool  // no room to pad before a sync; roll before the next append
-	failed    error // sync or index failure: refuse writes until reopen
+	// activeAlloc is how much of the active segment file is counted in
+	// the log's allocated bytes: its end, or all of it when pre-formatted.
+	activeAlloc uint64
+	broken      bool  // the last append failed part-way; roll before the next
+	full        bool  // no room to pad before a sync; roll before the next append
+	failed      error // sync or index failure: refuse writes until reopen
 
 	seq        uint64
 	buf        []byte
@@ -291,7 +294,7 @@ func (w *writer) addWrite(i int, r *request) {
 	}
 	nrec := (blocks + perRec - 1) / perRec
 	size := int(nrec)*record.HeaderSize + len(r.data)
-	if cap := w.s.opts.CapacityBytes; cap > 0 && w.s.stats.logBytes.Load()+int64(len(w.buf)+size) > cap {
+	if cap := w.s.opts.CapacityBytes; cap > 0 && w.s.stats.logBytes.Load()+w.newBytes(size) > cap {
 		r.err = fmt.Errorf("write %d blocks at lba %d: %w", blocks, r.lba, ErrNoSpace)
 		return
 	}
@@ -320,6 +323,29 @@ func (w *writer) addWrite(i int, r *request) {
 	if w.wantsDurability(r) {
 		w.needSync = true
 	}
+}
+
+// account counts n bytes appended at activeOff in the log's allocated
+// bytes, except what a pre-formatted segment already counted.
+func (w *writer) account(n uint64) {
+	if end := w.activeOff + n; end > w.activeAlloc {
+		w.s.stats.logBytes.Add(int64(end - w.activeAlloc))
+		w.activeAlloc = end
+	}
+}
+
+// newBytes is how many bytes appending size more would add to the log's
+// allocated bytes: none inside a pre-formatted segment, or when the next
+// segment is ready pre-formatted.
+func (w *writer) newBytes(size int) int64 {
+	end := w.activeOff + uint64(len(w.buf)+size)
+	if !w.broken && !w.full && end <= uint64(w.s.opts.SegmentSize) {
+		return int64(end - min(end, w.activeAlloc))
+	}
+	if w.s.prep != nil && len(w.s.prep.ready) > 0 {
+		return 0
+	}
+	return int64(len(w.buf) + size)
 }
 
 // makeRoom rolls to a new segment when size more bytes would not fit (or
@@ -355,7 +381,7 @@ func (w *writer) flushPending(upto int) (ferr error) {
 	}
 	n, err := w.active.Write(w.buf)
 	if err != nil {
-		w.s.stats.logBytes.Add(int64(n))
+		w.account(uint64(n))
 		w.broken = true
 		err = fmt.Errorf("append to segment %d: %w", w.activeID, classify(err))
 		for _, r := range w.batch[w.chunkStart:upto] {
@@ -365,9 +391,9 @@ func (w *writer) flushPending(upto int) (ferr error) {
 		}
 		return err
 	}
+	w.account(uint64(len(w.buf)))
 	w.activeOff += uint64(len(w.buf))
 	w.s.activeEnd.Store(w.activeOff)
-	w.s.stats.logBytes.Add(int64(len(w.buf)))
 	if err := w.applyPend(); err != nil {
 		w.fail(err)
 		for _, r := range w.batch[w.chunkStart:upto] {
@@ -609,6 +635,15 @@ func (w *writer) roll() error {
 		// segment cannot be created.
 		w.broken = true
 	}
+	if pf, ok := w.s.takePrepared(); ok {
+		id := w.s.nextSeg.Add(1)
+		f, err := w.s.installPrepared(pf, id)
+		if err == nil {
+			w.setActive(f, id, uint64(pf.size))
+			return nil
+		}
+		w.s.opts.Logger.Warn("blockstore: using a prepared segment failed; creating one", "err", err)
+	}
 	id := w.s.nextSeg.Add(1)
 	path := w.s.segPath(id)
 	f, err := w.s.fs.Create(path)
@@ -626,12 +661,22 @@ func (w *writer) roll() error {
 		_ = f.Close()
 		return err
 	}
+	w.s.stats.logBytes.Add(record.SegmentHeaderSize)
+	w.setActive(f, id, record.SegmentHeaderSize)
+	if w.s.prep != nil {
+		w.s.prep.poke() // none was ready: maybe there is room again
+	}
+	return nil
+}
+
+// setActive makes f (segment id, with alloc bytes counted as allocated) the
+// segment appends go to, right after its header.
+func (w *writer) setActive(f vfs.File, id, alloc uint64) {
 	w.s.segMu.Lock()
 	w.s.segs[id] = f
 	w.s.segMu.Unlock()
-	w.s.stats.logBytes.Add(record.SegmentHeaderSize)
-	w.active, w.activeID, w.activeOff, w.broken, w.full = f, id, record.SegmentHeaderSize, false, false
+	w.active, w.activeID, w.activeOff, w.activeAlloc = f, id, record.SegmentHeaderSize, alloc
+	w.broken, w.full = false, false
 	w.s.activeSeg.Store(id)
 	w.s.activeEnd.Store(w.activeOff)
-	return nil
 }

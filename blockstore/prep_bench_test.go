@@ -1,0 +1,72 @@
+package blockstore
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// BenchmarkFlush8QD1Prep is BenchmarkFlush8QD1 with 16 MiB segments, so the
+// run crosses many segments: "created" makes each segment when it rolls,
+// "prepared" rolls into files the preparer zero-filled and synced ahead.
+// The timer starts in the second segment.
+func BenchmarkFlush8QD1Prep(b *testing.B) {
+	for _, prepared := range []bool{false, true} {
+		name := "created"
+		if prepared {
+			name = "prepared"
+		}
+		b.Run(name, func(b *testing.B) {
+			const segSize = 16 << 20
+			s, err := open(b.TempDir(), Options{FS: vfs.Default, SegmentSize: segSize}.withDefaults(), prepared)
+			if err != nil {
+				b.Fatal(err)
+			}
+			v := mustCreate(b, s, "bench", benchVolBytes, 4096)
+			defer s.Close()
+			defer v.Close()
+			ctx := context.Background()
+			blocks := v.Blocks()
+			rng := rand.New(rand.NewPCG(1, 1))
+			p := make([]byte, 4096)
+			if prepared {
+				deadline := time.Now().Add(time.Minute)
+				for len(s.prep.ready) == 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			for s.activeSeg.Load() == 1 {
+				if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := v.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			var flushNS, flushes int64
+			b.SetBytes(4096)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 1; i <= b.N; i++ {
+				if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+					b.Fatal(err)
+				}
+				if i%8 == 0 {
+					t0 := time.Now()
+					if err := v.Flush(ctx); err != nil {
+						b.Fatal(err)
+					}
+					flushNS += int64(time.Since(t0))
+					flushes++
+				}
+			}
+			b.StopTimer()
+			if flushes > 0 {
+				b.ReportMetric(float64(flushNS)/float64(flushes), "flush-ns")
+			}
+		})
+	}
+}
