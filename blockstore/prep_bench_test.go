@@ -12,7 +12,8 @@ import (
 // BenchmarkFlush8QD1Prep is BenchmarkFlush8QD1 with 16 MiB segments, so the
 // run crosses many segments: "created" makes each segment when it rolls,
 // "prepared" rolls into files the preparer zero-filled and synced ahead.
-// The timer starts in the second segment.
+// The timer starts in the first prepared segment (or the second created
+// one).
 func BenchmarkFlush8QD1Prep(b *testing.B) {
 	for _, prepared := range []bool{false, true} {
 		name := "created"
@@ -32,13 +33,9 @@ func BenchmarkFlush8QD1Prep(b *testing.B) {
 			blocks := v.Blocks()
 			rng := rand.New(rand.NewPCG(1, 1))
 			p := make([]byte, 4096)
-			if prepared {
-				deadline := time.Now().Add(time.Minute)
-				for len(s.prep.ready) == 0 && time.Now().Before(deadline) {
-					time.Sleep(time.Millisecond)
-				}
-			}
-			for s.activeSeg.Load() == 1 {
+			// Start in the first segment that was prepared (or the second).
+			deadline := time.Now().Add(time.Minute)
+			for (prepared && s.stats.prepUsed.Load() == 0 || s.activeSeg.Load() == 1) && time.Now().Before(deadline) {
 				if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
 					b.Fatal(err)
 				}

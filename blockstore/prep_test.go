@@ -23,16 +23,37 @@ func openPrep(t *testing.T, fs vfs.FS, o Options) *Store {
 	return s
 }
 
-// waitPrepared waits (polling, with a deadline) until a pre-formatted file
-// is ready for the writer.
-func waitPrepared(t *testing.T, s *Store) {
+// waitSettled waits (polling, with a deadline) until the preparer has
+// nothing to do: a file is ready, or none is wanted yet; and it is not
+// writing one.
+func waitSettled(t *testing.T, s *Store) {
 	t.Helper()
+	p := s.prep
 	deadline := time.Now().Add(10 * time.Second)
-	for len(s.prep.ready) == 0 {
+	for p.busy.Load() || (len(p.ready) == 0 && p.wanted() && p.hasRoom()) {
 		if time.Now().After(deadline) {
-			t.Fatal("no prepared segment within 10s")
+			t.Fatal("the preparer did not settle within 10s")
 		}
 		time.Sleep(time.Millisecond) // polling, not synchronisation: the deadline bounds it
+	}
+}
+
+// writeUntil writes 4 KiB blocks (recording them in m) until cond holds.
+func writeUntil(t *testing.T, v *Volume, m *blockModel, tag *uint64, cond func() bool) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; !cond(); i++ {
+		if i > 100000 {
+			t.Fatal("condition never held")
+		}
+		p := make([]byte, 4096)
+		*tag++
+		stamp(p, 4096, *tag)
+		lba := *tag % uint64(len(m.cands))
+		if err := v.WriteAt(ctx, p, lba, false); err != nil {
+			t.Fatal(err)
+		}
+		m.write(lba, p, false)
 	}
 }
 
@@ -75,7 +96,9 @@ func TestPreparedSegments(t *testing.T) {
 	tag := uint64(0)
 	used := 0
 	for round := 0; round < 40; round++ {
-		waitPrepared(t, s)
+		// Past the half of the segment, then wait for the prepared file.
+		writeUntil(t, v, m, &tag, func() bool { return s.prep.wanted() })
+		waitSettled(t, s)
 		seg0, _, _ := writerPos(t, s)
 		for i := 0; i < 10; i++ {
 			lba := rng.Uint64N(blocks)
@@ -103,7 +126,7 @@ func TestPreparedSegments(t *testing.T) {
 				used++
 			}
 		}
-		waitPrepared(t, s) // the preparer is idle: its files are accounted
+		waitSettled(t, s) // the preparer is idle: its files are accounted
 		checkAllocated(t, fs, s, fmt.Sprintf("round %d", round))
 		switch rng.IntN(8) {
 		case 0:
@@ -119,12 +142,12 @@ func TestPreparedSegments(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.verify(t, ctx, v, fmt.Sprintf("round %d after crash", round))
-			waitPrepared(t, s)
+			waitSettled(t, s)
 			checkAllocated(t, fs, s, "after reopen")
 		}
 	}
-	if used == 0 {
-		t.Fatal("the writer never rolled into a prepared segment")
+	if used == 0 || s.stats.prepUsed.Load() == 0 {
+		t.Fatalf("the writer never rolled into a prepared segment (%d, %d)", used, s.stats.prepUsed.Load())
 	}
 	if s.stats.prepBytes.Load() == 0 {
 		t.Fatal("nothing was prepared")
@@ -203,9 +226,12 @@ func TestCrashMidPrepare(t *testing.T) {
 	// Two chunks per file, so the second write is mid-fill.
 	opts := Options{SegmentSize: 2 * prepChunk, MaxDirty: 1 << 16}
 	s := openPrep(t, bfs, opts)
-	v := mustCreate(t, s, "vol", 1<<20, 4096)
+	v := mustCreate(t, s, "vol", 4<<20, 4096)
+	m := newBlockModel(1024, 4096)
+	tag := uint64(0)
+	writeUntil(t, v, m, &tag, func() bool { return s.prep.wanted() })
 	want := pattern(5, 4096)
-	if err := v.WriteAt(ctx, want, 7, true); err != nil {
+	if err := v.WriteAt(ctx, want, 1023, true); err != nil {
 		t.Fatal(err)
 	}
 	<-bfs.held
@@ -264,7 +290,7 @@ func TestCrashMidPrepare(t *testing.T) {
 	}
 	defer v.Close()
 	got := make([]byte, 4096)
-	if err := v.ReadAt(ctx, got, 7); err != nil || string(got) != string(want) {
+	if err := v.ReadAt(ctx, got, 1023); err != nil || string(got) != string(want) {
 		t.Fatalf("FUA write after the crash: %v", err)
 	}
 	checkAllocated(t, mem, s, "after reopen")
@@ -374,15 +400,17 @@ func TestPreparedSegmentAccounting(t *testing.T) {
 	defer s.Close()
 	v := mustCreate(t, s, "vol", 1<<20, 4096)
 	defer v.Close()
-	waitPrepared(t, s)
+	m := newBlockModel(256, 4096)
+	tag := uint64(0)
+	writeUntil(t, v, m, &tag, func() bool { return s.prep.wanted() })
+	waitSettled(t, s)
+	if len(s.prep.ready) != 1 {
+		t.Fatal("nothing prepared")
+	}
 	// Roll into it: fill the active segment.
-	for i := uint64(0); ; i++ {
-		if err := v.WriteAt(ctx, pattern(byte(i), 4096), i%256, false); err != nil {
-			t.Fatal(err)
-		}
-		if seg, _, _ := writerPos(t, s); seg != 1 {
-			break
-		}
+	writeUntil(t, v, m, &tag, func() bool { seg, _, _ := writerPos(t, s); return seg != 1 })
+	if s.stats.prepUsed.Load() != 1 {
+		t.Fatalf("rolled into %d prepared segments, want 1", s.stats.prepUsed.Load())
 	}
 	before := s.Stats().AllocatedBytes
 	if err := v.WriteAt(ctx, pattern(9, 4096), 3, false); err != nil {

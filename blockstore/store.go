@@ -191,6 +191,7 @@ type counters struct {
 	bytesIn     atomic.Uint64
 	padBytes    atomic.Uint64 // padding records appended before syncs
 	prepBytes   atomic.Uint64 // zeros written by the segment preparer
+	prepUsed    atomic.Uint64 // segments that were pre-formatted
 }
 
 // Open opens the store in dir, creating it if needed, and replays the log

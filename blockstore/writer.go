@@ -392,6 +392,10 @@ func (w *writer) flushPending(upto int) (ferr error) {
 		return err
 	}
 	w.account(uint64(len(w.buf)))
+	half := uint64(w.s.opts.SegmentSize / 2)
+	if w.s.prep != nil && w.activeOff < half && w.activeOff+uint64(len(w.buf)) >= half {
+		defer w.s.prep.poke() // after activeEnd moved: the next segment is wanted
+	}
 	w.activeOff += uint64(len(w.buf))
 	w.s.activeEnd.Store(w.activeOff)
 	if err := w.applyPend(); err != nil {
