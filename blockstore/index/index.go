@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
@@ -68,13 +69,72 @@ type Options struct {
 	CacheBytes    int64
 	MemTableBytes uint64
 	Logger        *slog.Logger
+	// Churn bounds how much deleted or overwritten history reads may have
+	// to step over (see Churn); zero fields take the defaults.
+	Churn Churn
+}
+
+// Churn says when the index flushes its memtable to bound read cost.
+//
+// pebble keeps every version, point deletion and range deletion in the
+// memtable until the memtable is flushed, and a memtable is flushed only
+// when full (32 MiB, after a ramp of smaller ones that are not flushed
+// until they add up to half of that). A scan has to step over every
+// entry in its range, and every new range deletion makes the next
+// iterator re-fragment all range deletions in the memtable. A workload
+// that writes, flushes and trims the same blocks again and again (a
+// filesystem's journal, libiscsi's test suite) would make reads slower
+// and slower. A flush writes one entry per key (older versions and keys
+// covered by a range deletion of the same memtable are dropped) and
+// pebble's compactions then drop the tombstones.
+type Churn struct {
+	// RangeDeletes is how many range deletions the memtable may collect.
+	RangeDeletes int
+	// Deletes is how many point deletions it may collect.
+	Deletes int
+	// ScanSkips is how many entries one scan may step over beyond those it
+	// returns before the index flushes (when the memtable holds at least
+	// that many changes).
+	ScanSkips int
+}
+
+// Default churn limits.
+const (
+	DefaultChurnRangeDeletes = 32
+	DefaultChurnDeletes      = 64 << 10
+	DefaultChurnScanSkips    = 2048
+)
+
+// Stats are cumulative index counters.
+type Stats struct {
+	// Scans is the number of mapping scans; ScanPoints the entries they
+	// stepped over (returned or not), as counted by pebble.
+	Scans      uint64
+	ScanPoints uint64
+	// Flushes is how many memtable flushes churn has started.
+	Flushes uint64
 }
 
 // Index is the pebble-backed LBA index. Its methods are safe for
 // concurrent use.
 type Index struct {
-	db   *pebble.DB
-	keys sync.Pool // of *[mappingKeySize]byte
+	db    *pebble.DB
+	keys  sync.Pool // of *[mappingKeySize]byte
+	churn Churn
+	log   *slog.Logger
+
+	// Changes committed since the last churn flush started.
+	rangeDels atomic.Int64
+	pointDels atomic.Int64
+	changes   atomic.Int64
+
+	scans      atomic.Uint64
+	scanPoints atomic.Uint64
+	flushes    atomic.Uint64
+
+	flushMu  sync.Mutex
+	flushing <-chan struct{} // closed when the last churn flush is done
+	closed   bool
 }
 
 type pebbleLogger struct{ l *slog.Logger }
@@ -120,13 +180,26 @@ func Open(fs vfs.FS, dir string, o Options) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
-	x := &Index{db: db}
+	if o.Churn.RangeDeletes <= 0 {
+		o.Churn.RangeDeletes = DefaultChurnRangeDeletes
+	}
+	if o.Churn.Deletes <= 0 {
+		o.Churn.Deletes = DefaultChurnDeletes
+	}
+	if o.Churn.ScanSkips <= 0 {
+		o.Churn.ScanSkips = DefaultChurnScanSkips
+	}
+	x := &Index{db: db, churn: o.Churn, log: o.Logger}
 	x.keys.New = func() any { return new([mappingKeySize]byte) }
 	return x, nil
 }
 
-// Close closes the index. Unsynced batches may be lost.
+// Close closes the index. Unsynced batches may be lost. A churn flush in
+// progress is finished first.
 func (x *Index) Close() error {
+	x.flushMu.Lock()
+	x.closed = true
+	x.flushMu.Unlock()
 	if err := x.db.Close(); err != nil {
 		return fmt.Errorf("close index: %w", err)
 	}
@@ -189,6 +262,79 @@ func (x *Index) Get(vol, lba uint64) (loc Location, ok bool, err error) {
 	return loc, true, nil
 }
 
+// Stats returns the index's cumulative counters.
+func (x *Index) Stats() Stats {
+	return Stats{Scans: x.scans.Load(), ScanPoints: x.scanPoints.Load(), Flushes: x.flushes.Load()}
+}
+
+// noteCommit accounts for a committed batch and flushes when the memtable
+// holds more deletions than reads should step over.
+func (x *Index) noteCommit(rangeDels, pointDels, changes int) {
+	if rangeDels == 0 && pointDels == 0 && changes == 0 {
+		return
+	}
+	r := x.rangeDels.Add(int64(rangeDels))
+	p := x.pointDels.Add(int64(pointDels))
+	x.changes.Add(int64(changes))
+	if r >= int64(x.churn.RangeDeletes) || p >= int64(x.churn.Deletes) {
+		x.flushChurn()
+	}
+}
+
+// noteScan accounts for a scan that stepped over points entries to return
+// n, and flushes when it stepped over too many and the memtable holds
+// enough changes to explain it.
+func (x *Index) noteScan(points uint64, n int) {
+	x.scans.Add(1)
+	x.scanPoints.Add(points)
+	budget := uint64(x.churn.ScanSkips)
+	if points > uint64(n)+budget && x.changes.Load() >= int64(budget) {
+		x.flushChurn()
+	}
+}
+
+// flushChurn starts a memtable flush unless one it started is still
+// running. It never waits for the flush: pebble runs it in the
+// background, and reads and commits go on meanwhile.
+func (x *Index) flushChurn() {
+	x.flushMu.Lock()
+	defer x.flushMu.Unlock()
+	if x.closed {
+		return
+	}
+	if x.flushing != nil {
+		select {
+		case <-x.flushing:
+		default:
+			return
+		}
+	}
+	x.rangeDels.Store(0)
+	x.pointDels.Store(0)
+	x.changes.Store(0)
+	done, err := x.db.AsyncFlush()
+	if err != nil {
+		// Only read cost depends on the flush; the next commit or scan
+		// over the threshold tries again.
+		x.log.Warn("index: churn flush failed", "err", err)
+		x.flushing = nil
+		return
+	}
+	x.flushes.Add(1)
+	x.flushing = done
+}
+
+// WaitForFlush returns once no flush started by churn is running (tests
+// and benchmarks use it to measure a settled index).
+func (x *Index) WaitForFlush() {
+	x.flushMu.Lock()
+	ch := x.flushing
+	x.flushMu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
 // Mapping is one (lba, Location) pair yielded by Scan.
 type Mapping struct {
 	LBA uint64
@@ -209,6 +355,7 @@ func (x *Index) Scan(vol, from, end uint64, fn func(Mapping) bool) error {
 	if err != nil {
 		return fmt.Errorf("index scan vol %d: %w", vol, err)
 	}
+	n := 0
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
 		loc, err := decodeLocation(it.Value())
@@ -216,10 +363,12 @@ func (x *Index) Scan(vol, from, end uint64, fn func(Mapping) bool) error {
 			it.Close()
 			return fmt.Errorf("index scan vol %d: %w", vol, err)
 		}
+		n++
 		if !fn(Mapping{LBA: binary.BigEndian.Uint64(k[9:]), Loc: loc}) {
 			break
 		}
 	}
+	x.noteScan(it.Stats().InternalStats.PointCount, n)
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("index scan vol %d: %w", vol, err)
 	}
@@ -430,7 +579,28 @@ type Batch struct {
 	k [mappingKeySize]byte
 	e [mappingKeySize]byte
 	v [LocationSize]byte
+
+	// Churn this batch adds (see Churn).
+	rangeDels, pointDels, changes int
+	// puts lists the mappings this batch sets, so that DeleteRange can
+	// delete them as well; past maxTrackedPuts it stops listing and
+	// DeleteRange falls back to a range deletion.
+	puts         []blockRef
+	putsOverflow bool
+	found        []uint64 // reused by DeleteRange
 }
+
+type blockRef struct{ vol, lba uint64 }
+
+// maxTrackedPuts bounds Batch.puts: an overlay commit sets up to 64K
+// mappings and never deletes any.
+const maxTrackedPuts = 4096
+
+// maxPointDeletes is the most mapped blocks a DeleteRange removes with
+// point deletions; a range holding more gets one range deletion. Point
+// deletions are history only for their own key; a range deletion costs
+// every later iterator a re-fragmentation of all of them in the memtable.
+const maxPointDeletes = 512
 
 // NewBatch returns an empty batch.
 func (x *Index) NewBatch() *Batch {
@@ -441,22 +611,79 @@ func (x *Index) NewBatch() *Batch {
 func (b *Batch) Put(vol, lba uint64, loc Location) {
 	// pebble copies key and value into the batch representation.
 	_ = b.b.Set(mappingKey(&b.k, vol, lba), encodeLocation(&b.v, loc), nil)
+	b.changes++
+	if !b.putsOverflow {
+		if len(b.puts) < maxTrackedPuts {
+			b.puts = append(b.puts, blockRef{vol, lba})
+		} else {
+			b.putsOverflow = true
+		}
+	}
 }
 
 // DeleteRange unmaps blocks [lba, lba+n) of vol.
+//
+// For more than one block it deletes only what is there: the mappings the index holds when it is
+// called and those this batch set before, so a trim of unmapped blocks
+// adds nothing to the index and a trim of a few mapped ones adds a point
+// deletion each; only a range holding many mappings gets a range deletion.
+// The caller must make sure no other batch sets mappings of vol in the
+// range before this one commits (in the blockstore, only the writer
+// changes mappings).
 func (b *Batch) DeleteRange(vol, lba, n uint64) {
 	if n == 0 {
 		return
 	}
 	if n == 1 {
-		_ = b.b.Delete(mappingKey(&b.k, vol, lba), nil)
+		// Callers that delete single blocks found them mapped; a lookup
+		// would cost more than the deletion.
+		b.deleteOne(vol, lba)
 		return
 	}
 	end := lba + n
 	if end < lba { // overflow: everything to the end of the volume
 		end = ^uint64(0)
 	}
+	if !b.putsOverflow {
+		found, ok := b.x.mappedIn(vol, lba, end, maxPointDeletes, b.found[:0])
+		b.found = found
+		if ok {
+			for _, l := range found {
+				b.deleteOne(vol, l)
+			}
+			for _, p := range b.puts {
+				if p.vol == vol && p.lba >= lba && p.lba < end {
+					b.deleteOne(vol, p.lba)
+				}
+			}
+			return
+		}
+	}
 	_ = b.b.DeleteRange(mappingKey(&b.k, vol, lba), mappingKey(&b.e, vol, end), nil)
+	b.rangeDels++
+	b.changes++
+}
+
+func (b *Batch) deleteOne(vol, lba uint64) {
+	_ = b.b.Delete(mappingKey(&b.k, vol, lba), nil)
+	b.pointDels++
+	b.changes++
+}
+
+// mappedIn appends to dst the mapped blocks of vol in [from, end) and
+// returns ok=true, or ok=false when there are more than limit of them or
+// the scan fails (the caller then deletes the whole range).
+func (x *Index) mappedIn(vol, from, end uint64, limit int, dst []uint64) ([]uint64, bool) {
+	ok := true
+	err := x.Scan(vol, from, end, func(m Mapping) bool {
+		if len(dst) == limit {
+			ok = false
+			return false
+		}
+		dst = append(dst, m.LBA)
+		return true
+	})
+	return dst, ok && err == nil
 }
 
 // DeleteVolume unmaps every block of vol and drops its preserved versions.
@@ -467,6 +694,8 @@ func (b *Batch) DeleteVolume(vol uint64) {
 	_ = b.b.DeleteRange(preservedKey(&plo, vol, 0, 0), preservedKey(&phi, vol+1, 0, 0), nil)
 	var tlo, thi [trimKeySize]byte
 	_ = b.b.DeleteRange(trimKey(&tlo, vol, 0, 0), trimKey(&thi, vol+1, 0, 0), nil)
+	b.rangeDels += 3
+	b.changes += 3
 }
 
 // PutTrim records a trim in vol's trim log.
@@ -484,12 +713,15 @@ func (b *Batch) PutVersion(vol uint64, v Version) {
 	encodeLocation((*[LocationSize]byte)(val[:LocationSize]), v.Loc)
 	binary.LittleEndian.PutUint64(val[LocationSize:], v.Superseded)
 	_ = b.b.Set(preservedKey(&k, vol, v.LBA, v.Loc.Seq), val[:], nil)
+	b.changes++
 }
 
 // DeleteVersion drops the preserved version of (vol, lba) written at seq.
 func (b *Batch) DeleteVersion(vol, lba, seq uint64) {
 	var k [preservedKeySize]byte
 	_ = b.b.Delete(preservedKey(&k, vol, lba, seq), nil)
+	b.pointDels++
+	b.changes++
 }
 
 // SetMeta stores val under the metadata name.
@@ -509,15 +741,22 @@ func (b *Batch) Commit(sync bool) error {
 		opts = pebble.Sync
 	}
 	err := b.b.Commit(opts)
-	b.b.Reset()
+	rangeDels, pointDels, changes := b.rangeDels, b.pointDels, b.changes
+	b.Reset()
 	if err != nil {
 		return fmt.Errorf("index commit: %w", err)
 	}
+	b.x.noteCommit(rangeDels, pointDels, changes)
 	return nil
 }
 
 // Reset discards the batch's changes.
-func (b *Batch) Reset() { b.b.Reset() }
+func (b *Batch) Reset() {
+	b.b.Reset()
+	b.rangeDels, b.pointDels, b.changes = 0, 0, 0
+	b.puts = b.puts[:0]
+	b.putsOverflow = false
+}
 
 // Close releases the batch.
 func (b *Batch) Close() { _ = b.b.Close() }
