@@ -40,19 +40,22 @@ import (
 // prepSuffix names a file being prepared or ready to become a segment.
 const prepSuffix = ".prep"
 
-// Pacing of the preparer. Zero-filling competes with foreground writes for
-// the disk and the CPU (measured: while a 256 MiB file was being filled the
-// 4 KiB QD1 flush and the QD32 write benchmarks got slower than without
-// preparing). So the preparer starts on the next segment only once the
-// active one is half full (a store that writes little never pays, and a
-// prepared file is rarely thrown away at Close), writes prepChunk at a
-// time, syncs every prepSyncBytes so no sync has much to write, and holds
-// itself to prepRateBytes per second. A writer that fills the second half
-// of a segment faster than that falls back to creating the next one.
+// When to prepare, and how fast. Zero-filling doubles the bytes the log
+// writes and competes with foreground writes for the disk and the CPU
+// (measured: while a 256 MiB file was being filled the 4 KiB QD1 flush and
+// the QD32 write benchmarks got slower than without preparing), and it only
+// pays off for fdatasync. So the preparer starts on the next segment only
+// once the active one is half full and has seen prepMinSyncs syncs for
+// durability (a store that writes little, or streams without flushing,
+// never pays; a prepared file is rarely thrown away at Close). It writes
+// prepChunk at a time, syncs every prepSyncBytes so no sync has much to
+// write, and holds itself to prepRateBytes per second. A writer that fills
+// the second half of a segment faster falls back to creating the next one.
 const (
 	prepChunk     = 1 << 20
 	prepSyncBytes = 8 << 20
 	prepRateBytes = 256 << 20
+	prepMinSyncs  = 8
 )
 
 // preparedFile is a segment-sized file of synced zeros.
@@ -146,10 +149,11 @@ func (p *preparer) run(ctx context.Context) {
 	}
 }
 
-// wanted reports whether the active segment is half full, so the next one
-// is worth preparing. The writer pokes the preparer when it crosses that.
+// wanted reports whether the next segment is worth preparing: the active
+// one is half full and has been synced for durability prepMinSyncs times.
+// The writer pokes the preparer when either becomes true.
 func (p *preparer) wanted() bool {
-	return int64(p.s.activeEnd.Load()) >= p.s.opts.SegmentSize/2
+	return int64(p.s.activeEnd.Load()) >= p.s.opts.SegmentSize/2 && p.s.activeSyncs.Load() >= prepMinSyncs
 }
 
 // hasRoom reports whether preparing one more segment leaves a segment's

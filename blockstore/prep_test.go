@@ -38,7 +38,8 @@ func waitSettled(t *testing.T, s *Store) {
 	}
 }
 
-// writeUntil writes 4 KiB blocks (recording them in m) until cond holds.
+// writeUntil writes 4 KiB blocks with FUA (so the log syncs, which the
+// preparer waits for), recording them in m, until cond holds.
 func writeUntil(t *testing.T, v *Volume, m *blockModel, tag *uint64, cond func() bool) {
 	t.Helper()
 	ctx := context.Background()
@@ -50,10 +51,10 @@ func writeUntil(t *testing.T, v *Volume, m *blockModel, tag *uint64, cond func()
 		*tag++
 		stamp(p, 4096, *tag)
 		lba := *tag % uint64(len(m.cands))
-		if err := v.WriteAt(ctx, p, lba, false); err != nil {
+		if err := v.WriteAt(ctx, p, lba, true); err != nil {
 			t.Fatal(err)
 		}
-		m.write(lba, p, false)
+		m.write(lba, p, true)
 	}
 }
 
@@ -86,7 +87,8 @@ func checkAllocated(t *testing.T, fs vfs.FS, s *Store, what string) {
 // leaves every block old-or-new.
 func TestPreparedSegments(t *testing.T) {
 	ctx := context.Background()
-	const bs, blocks, segSize = 4096, 64, 32 << 10
+	// Big enough for prepMinSyncs padded FUA writes in half a segment.
+	const bs, blocks, segSize = 4096, 64, 192 << 10
 	fs := vfs.NewStrictMem()
 	opts := Options{SegmentSize: segSize, MaxDirty: 1 << 16}
 	s := openPrep(t, fs, opts)
@@ -96,10 +98,15 @@ func TestPreparedSegments(t *testing.T) {
 	tag := uint64(0)
 	used := 0
 	for round := 0; round < 40; round++ {
-		// Past the half of the segment, then wait for the prepared file.
+		// Past the half of the segment (with syncs), wait for the prepared
+		// file, then write on into the next segment.
 		writeUntil(t, v, m, &tag, func() bool { return s.prep.wanted() })
 		waitSettled(t, s)
 		seg0, _, _ := writerPos(t, s)
+		writeUntil(t, v, m, &tag, func() bool {
+			seg, off, _ := writerPos(t, s)
+			return seg != seg0 && off > segSize/4
+		})
 		for i := 0; i < 10; i++ {
 			lba := rng.Uint64N(blocks)
 			p := make([]byte, bs)
@@ -424,5 +431,29 @@ func TestPreparedSegmentAccounting(t *testing.T) {
 	// less than a segment free: the preparer must not prepare it.
 	if s.prep.hasRoom() {
 		t.Fatalf("preparer has room with %d of %d bytes allocated", s.Stats().AllocatedBytes, 3*segSize)
+	}
+}
+
+// TestNoPrepareWithoutSyncs: a log that is written without flushes never
+// pays for zero-filling (it would double the bytes written for nothing).
+func TestNoPrepareWithoutSyncs(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewStrictMem()
+	const segSize = 64 << 10
+	s := openPrep(t, fs, Options{SegmentSize: segSize})
+	defer s.Close()
+	v := mustCreate(t, s, "vol", 1<<20, 4096)
+	defer v.Close()
+	for i := uint64(0); i < 64; i++ { // four segments' worth
+		if err := v.WriteAt(ctx, pattern(byte(i), 4096), i, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seg, _, _ := writerPos(t, s); seg < 4 {
+		t.Fatalf("only reached segment %d", seg)
+	}
+	waitSettled(t, s)
+	if n := s.stats.prepBytes.Load(); n != 0 {
+		t.Fatalf("prepared %d bytes for a log that never synced", n)
 	}
 }

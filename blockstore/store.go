@@ -143,6 +143,9 @@ type Store struct {
 	// the cleaner (which never touch the active segment past it).
 	activeSeg atomic.Uint64
 	activeEnd atomic.Uint64
+	// activeSyncs counts the writer's fdatasyncs of the active segment
+	// (the preparer only prepares for a log that syncs).
+	activeSyncs atomic.Uint64
 	// nextSeg is the highest segment ID handed out (writer and cleaner).
 	nextSeg atomic.Uint64
 

@@ -580,6 +580,9 @@ func (w *writer) syncData() error {
 		return err
 	}
 	w.s.stats.syncs.Add(1)
+	if n := w.s.activeSyncs.Add(1); n == prepMinSyncs && w.s.prep != nil {
+		w.s.prep.poke() // the next segment may be wanted now
+	}
 	return nil
 }
 
@@ -683,4 +686,5 @@ func (w *writer) setActive(f vfs.File, id, alloc uint64) {
 	w.broken, w.full = false, false
 	w.s.activeSeg.Store(id)
 	w.s.activeEnd.Store(w.activeOff)
+	w.s.activeSyncs.Store(0)
 }
