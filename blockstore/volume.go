@@ -543,8 +543,16 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 	if err != nil {
 		return false, 0, err
 	}
+	if first && h.v.parent.Load() == nil {
+		n, err := s.mappedRun(h.v.id, lba+1, min(end, lba+maxStatusRun))
+		if err != nil {
+			return false, 0, fmt.Errorf("lba status %q: %w", h.v.name, err)
+		}
+		return true, 1 + n, nil
+	}
 	if first {
-		// Mapped runs are resolved block by block, bounded per call.
+		// A clone's mapped runs depend on its ancestors: resolve them
+		// block by block, bounded per call.
 		n := uint64(1)
 		for lba+n < end && n < maxStatusRun {
 			m, err := s.isMapped(h.v, lba+n)
@@ -576,9 +584,18 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 	}
 	next := end
 	s.mu.RLock()
-	for k := range s.dirty {
-		if k.vol == h.v.id && k.lba > lba && k.lba < next {
-			next = k.lba
+	if end-lba <= uint64(len(s.dirty)) {
+		for p := lba + 1; p < end; p++ {
+			if _, ok := s.dirty[blockKey{h.v.id, p}]; ok {
+				next = p
+				break
+			}
+		}
+	} else {
+		for k := range s.dirty {
+			if k.vol == h.v.id && k.lba > lba && k.lba < next {
+				next = k.lba
+			}
 		}
 	}
 	s.mu.RUnlock()
@@ -590,6 +607,62 @@ func (h *Volume) LBAStatus(ctx context.Context, lba, maxBlocks uint64) (mapped b
 }
 
 const maxStatusRun = 1 << 16
+
+// statusChunk is how many blocks mappedRun resolves under one shared lock
+// of the overlay, so a long run does not hold up the writer.
+const statusChunk = 4096
+
+// mappedRun returns how many consecutive blocks of plain volume vol from
+// lba on (stopping at end) are mapped, in the overlay or in the index. It
+// costs one index scan per statusChunk blocks rather than a lookup per
+// block.
+func (s *Store) mappedRun(vol, lba, end uint64) (uint64, error) {
+	for p := lba; p < end; {
+		chunkEnd := min(end, p+statusChunk)
+		q, err := s.mappedRunChunk(vol, p, chunkEnd)
+		if err != nil {
+			return 0, err
+		}
+		if q < chunkEnd {
+			return q - lba, nil
+		}
+		p = q
+	}
+	return end - lba, nil
+}
+
+// mappedRunChunk returns the first block of [p, end) of plain volume vol
+// that is not mapped, or end.
+func (s *Store) mappedRunChunk(vol, p, end uint64) (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	inOverlay := func(lba uint64) bool {
+		l, ok := s.dirty[blockKey{vol, lba}]
+		return ok && l.Seg != 0
+	}
+	gap := false
+	err := s.idx.Scan(vol, p, end, func(m index.Mapping) bool {
+		for ; p < m.LBA; p++ {
+			if !inOverlay(p) {
+				gap = true
+				return false
+			}
+		}
+		if m.Loc.Seg == 0 && !inOverlay(p) {
+			gap = true
+			return false
+		}
+		p++
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	for !gap && p < end && inOverlay(p) {
+		p++
+	}
+	return p, nil
+}
 
 func (s *Store) isMapped(v *volState, lba uint64) (bool, error) {
 	s.mu.RLock()
@@ -797,6 +870,13 @@ type Stats struct {
 	GCBytes            uint64
 	GCSegments         uint64
 	WriteAmplification float64
+	// IndexScans counts index range scans and IndexScanPoints the entries
+	// they stepped over, live or dead: IndexScanPoints/IndexScans well
+	// above a read's length means reads pay for trim/rewrite history.
+	// IndexChurnFlushes is how often that history made the index flush.
+	IndexScans        uint64
+	IndexScanPoints   uint64
+	IndexChurnFlushes uint64
 }
 
 // Stats returns pool-level accounting and counters.
@@ -812,6 +892,12 @@ func (s *Store) Stats() Stats {
 		GCBytes:        s.stats.gcBytes.Load(),
 		GCSegments:     s.stats.gcSegments.Load(),
 	}
+	s.submitMu.RLock() // Close drops the index
+	if !s.closed {
+		is := s.idx.Stats()
+		st.IndexScans, st.IndexScanPoints, st.IndexChurnFlushes = is.Scans, is.ScanPoints, is.Flushes
+	}
+	s.submitMu.RUnlock()
 	if st.BytesWritten > 0 {
 		st.WriteAmplification = float64(st.BytesWritten+st.GCBytes) / float64(st.BytesWritten)
 	}
