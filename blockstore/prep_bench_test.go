@@ -35,10 +35,14 @@ func BenchmarkFlush8QD1Prep(b *testing.B) {
 			p := make([]byte, 4096)
 			// Start in the first segment that was prepared (or the second).
 			deadline := time.Now().Add(time.Minute)
-			for (prepared && s.stats.prepUsed.Load() == 0 || s.activeSeg.Load() == 1) && time.Now().Before(deadline) {
-				if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+			for i := 0; (prepared && s.stats.prepUsed.Load() == 0 || s.activeSeg.Load() == 1) && time.Now().Before(deadline); i++ {
+				// FUA now and then: the preparer only prepares for a log that syncs.
+				if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), i%8 == 0); err != nil {
 					b.Fatal(err)
 				}
+			}
+			if prepared && s.stats.prepUsed.Load() == 0 {
+				b.Fatal("never rolled into a prepared segment")
 			}
 			if err := v.Flush(ctx); err != nil {
 				b.Fatal(err)
