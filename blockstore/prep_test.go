@@ -241,7 +241,12 @@ func TestCrashMidPrepare(t *testing.T) {
 	if err := v.WriteAt(ctx, want, 1023, true); err != nil {
 		t.Fatal(err)
 	}
-	<-bfs.held
+	select {
+	case <-bfs.held:
+	case <-time.After(30 * time.Second):
+		close(bfs.release)
+		t.Fatal("the preparer never reached its second write")
+	}
 	mem.SetIgnoreSyncs(true)
 	_ = v.Close()
 	closed := make(chan error, 1)
