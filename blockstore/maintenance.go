@@ -214,72 +214,143 @@ func (w *writer) flattenChunk(v *volState, lba, n uint64) error {
 	return w.flushPending(w.chunkStart)
 }
 
-// runBackgroundGC cleans segments every interval until ctx is done. Open
-// starts it when Options.GCInterval is set; Close stops it and waits. With
-// a capacity set it cleans only when less than a quarter is free, and
-// cleans any segment at full speed when writes are about to fail.
+// runBackgroundGC cleans segments until ctx is done. Open starts it when
+// Options.GCInterval is set; Close stops it and waits. It looks every
+// GCInterval, and at once when a write finds the pool full. With a
+// capacity it cleans only to keep GCFreeBytes free (cleanForSpace), so it
+// works exactly as fast as writes consume space; without one it cleans up
+// to GCMaxSegments segments under GCMaxUtilization each time.
 func (s *Store) runBackgroundGC(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(s.opts.GCInterval)
 	defer t.Stop()
+	kick := s.gcHead.kick()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-kick:
 		}
-		maxUtil, rate := s.opts.GCMaxUtilization, s.opts.GCRateBytes
-		if c := s.opts.CapacityBytes; c > 0 {
-			free := c - s.stats.logBytes.Load()
-			switch {
-			case free > c/4:
-				continue // plenty of room: cleaning now only adds write amplification
-			case free < 4*s.opts.SegmentSize:
-				// Writes are about to fail: clean whatever frees space, at
-				// full speed.
-				maxUtil, rate = 1, 0
-			}
+		var err error
+		cleaned := 0
+		if s.opts.CapacityBytes > 0 {
+			cleaned, err = s.cleanForSpace(ctx)
+		} else {
+			var st GCStats
+			st, err = s.CollectGarbage(ctx, s.opts.GCMaxSegments, s.opts.GCMaxUtilization, s.opts.GCRateBytes)
+			cleaned = st.SegmentsCleaned
 		}
-		st, err := s.CollectGarbage(ctx, s.opts.GCMaxSegments, maxUtil, rate)
-		s.cleanedMu.Lock()
-		close(s.cleaned)
-		s.cleaned = make(chan struct{})
-		s.cleanedMu.Unlock()
+		if cleaned > 0 {
+			s.gcHead.n.passes.Add(1)
+		}
+		if err != nil || s.gcHead.exhausted.Load() {
+			s.notifySpace()
+		}
 		if err != nil && ctx.Err() == nil {
 			s.opts.Logger.Warn("blockstore: background segment cleaning failed", "err", err)
-		} else if st.SegmentsCleaned > 0 {
-			s.opts.Logger.Info("blockstore: cleaned segments", "segments", st.SegmentsCleaned,
-				"relocated", st.BytesRelocated, "freed", st.BytesFreed, "write_amplification", st.WriteAmplification)
 		}
 	}
 }
+
+// cleanForSpace cleans segments, best first, until GCFreeBytes of the
+// capacity are free or nothing is left to reclaim, and reports how many
+// it cleaned. Victims come from the plan of the last usage scan (see
+// gcHead.plan); every removal wakes writers waiting for space.
+func (s *Store) cleanForSpace(ctx context.Context) (int, error) {
+	if s.freeBytes() >= s.opts.GCFreeBytes && !s.rescanWanted() {
+		return 0, nil
+	}
+	s.gcRun.Lock()
+	defer s.gcRun.Unlock()
+	g := &s.gcHead
+	cleaned := 0
+	scanned := false
+	for s.freeBytes() < s.opts.GCFreeBytes || s.rescanWanted() {
+		if err := ctx.Err(); err != nil {
+			return cleaned, err
+		}
+		every := max(4, g.planSegs/4)
+		if g.rescanEvery > 0 {
+			every = g.rescanEvery
+		}
+		if len(g.plan) == 0 || g.rescan.Swap(false) || int(s.nextSeg.Load()-g.planSeg) >= every {
+			if scanned && len(g.plan) == 0 {
+				break // a fresh scan found nothing better to do
+			}
+			plan, err := s.planCleaning(1)
+			if err != nil {
+				return cleaned, err
+			}
+			g.plan, g.planSeg, g.planSegs = plan, s.nextSeg.Load(), len(plan)
+			g.exhausted.Store(len(plan) == 0)
+			scanned = true
+			if len(plan) == 0 {
+				break
+			}
+		}
+		c := g.plan[0]
+		g.plan = g.plan[1:]
+		if c.id == s.activeSeg.Load() || c.id == g.seg.id || s.segFile(c.id) == nil {
+			continue
+		}
+		if err := s.cleanSegment(ctx, c.id, nil); err != nil {
+			return cleaned, fmt.Errorf("gc: segment %d: %w", c.id, err)
+		}
+		cleaned++
+		g.exhausted.Store(false)
+		s.reclaimable.Add(-min(c.gain, s.reclaimable.Load()))
+		s.notifySpace()
+	}
+	return cleaned, nil
+}
+
+// rescanWanted reports whether a writer asked for a fresh scan.
+func (s *Store) rescanWanted() bool { return s.gcHead.rescan.Load() }
 
 // maxSpaceWait bounds how long a write waits for the background cleaner to
 // free space before it fails with ErrNoSpace.
 const maxSpaceWait = 5 * time.Second
 
-// waitForSpace waits for the next background cleaning pass when the pool
-// is full but holds dead space the cleaner can free. It reports whether a
-// retry makes sense.
+// waitForSpace is called by a write that found the pool full. With the
+// background cleaner on it wakes the cleaner and waits until it frees a
+// segment (every removal wakes all waiters), and reports that a retry
+// makes sense. It reports false, and the write fails with ErrNoSpace, when
+// there is no cleaner, when a fresh usage scan made for this wait finds
+// nothing to reclaim (the pool is full of live data), or at the deadline.
 func (s *Store) waitForSpace(ctx context.Context, deadline time.Time) bool {
-	if s.bgCancel == nil || s.reclaimable.Load() < 2*s.opts.SegmentSize {
+	if s.bgCancel == nil {
 		return false
 	}
+	g := &s.gcHead
+	g.n.spaceWaits.Add(1)
+	start := time.Now()
+	defer func() { g.n.spaceWaitNanos.Add(uint64(time.Since(start))) }()
 	wait := deadline.Sub(s.opts.Clock.Now())
 	if wait <= 0 {
+		g.n.spaceFailures.Add(1)
 		return false
 	}
 	s.cleanedMu.Lock()
 	ch := s.cleaned
 	s.cleanedMu.Unlock()
+	wasExhausted := g.exhausted.Load()
+	if wasExhausted {
+		g.rescan.Store(true)
+	}
+	g.wake()
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ch:
+		if wasExhausted && g.exhausted.Load() {
+			g.n.spaceFailures.Add(1)
+			return false
+		}
 		return true
 	case <-t.C:
-		return false
 	case <-ctx.Done():
-		return false
 	}
+	g.n.spaceFailures.Add(1)
+	return false
 }

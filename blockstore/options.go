@@ -59,14 +59,25 @@ type Options struct {
 	// hot reads skip the index (about 60 bytes each; the default, 2M
 	// entries, covers 8 GiB of 4 KiB blocks in about 120 MiB).
 	CacheEntries int
-	// GCInterval, when non-zero, runs segment cleaning in the background
-	// that often, cleaning up to GCMaxSegments segments whose utilisation
-	// is at most GCMaxUtilization, relocating at most GCRateBytes per
-	// second (0: unthrottled).
+	// GCInterval, when non-zero, runs the segment cleaner in the
+	// background: it looks that often, and at once when a write finds the
+	// pool full. With CapacityBytes set it cleans whenever less than
+	// GCFreeBytes of the capacity is free, the emptiest segments first,
+	// until that much is free again: its pace follows how fast writes
+	// consume space, and it adds no write amplification while the pool
+	// has room. Without a capacity it cleans up to GCMaxSegments segments
+	// whose utilisation is at most GCMaxUtilization each time, examining
+	// at most GCRateBytes per second (0: unthrottled).
 	GCInterval       time.Duration
 	GCMaxSegments    int
 	GCMaxUtilization float64
 	GCRateBytes      int64
+	// GCFreeBytes is the free space the background cleaner keeps in a
+	// pool with a capacity, so writes do not wait for it: default two
+	// segments, at most an eighth of the capacity. More costs write
+	// amplification (the same live data in less space), less risks
+	// writes waiting while a segment is cleaned.
+	GCFreeBytes int64
 }
 
 func (o Options) withDefaults() Options {
@@ -96,6 +107,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.GCMaxUtilization <= 0 {
 		o.GCMaxUtilization = 0.75
+	}
+	if o.GCFreeBytes <= 0 {
+		o.GCFreeBytes = 2 * o.SegmentSize
+		if o.CapacityBytes > 0 {
+			o.GCFreeBytes = min(o.GCFreeBytes, o.CapacityBytes/8)
+		}
 	}
 	if o.MaxRecordBytes <= 0 {
 		o.MaxRecordBytes = DefaultRecordBytes
