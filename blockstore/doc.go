@@ -22,9 +22,10 @@
 // group as soon as it returned. Before that sync it pads the log with a
 // padding record to the next 4 KiB boundary of the segment file, so the
 // next append starts on a fresh page and a later sync never writes again a
-// page an earlier one synced (rewriting a partly synced page about doubles
-// the cost of an fdatasync on ext4). Where padding does not fit, the
-// segment is full and the next append starts a new one.
+// page an earlier one synced (rewriting a partly synced page was once
+// measured to double the cost of an fdatasync on ext4; a later sitting did
+// not reproduce it, see docs/blockstore.md). Where padding does not fit,
+// the segment is full and the next append starts a new one.
 //
 // # Index/log invariant (the crash model)
 //
@@ -54,10 +55,9 @@
 //  3. On Open the store replays the log from the marker to the end of the
 //     valid log (the first record that does not verify, or a segment's
 //     seal), applying records in log order and stepping over padding.
-//     Replay is idempotent. Then it
-//     seals the last segment at its valid end and records the marker with a
-//     synced commit before it accepts writes, and appends only to a new
-//     segment, never after a possibly torn tail.
+//     Replay is idempotent. Then it seals the last segment at its valid end
+//     and records the marker with a synced commit before it accepts writes,
+//     and appends only to a new segment, never after a possibly torn tail.
 //
 //  4. Before a new segment is created the previous one is fdatasync'ed and
 //     sealed (its valid length recorded in the index with a synced commit),
