@@ -132,9 +132,16 @@ type Index struct {
 	scanPoints atomic.Uint64
 	flushes    atomic.Uint64
 
+	// The flusher goroutine (started by Open, stopped by Close) starts
+	// churn flushes, so that no reader or commit ever waits on pebble's
+	// memtable rotation. busy is set from a request until its flush is
+	// done, and idle is closed then.
+	flushReq chan struct{}
+	quit     chan struct{}
+	stopped  chan struct{}
 	flushMu  sync.Mutex
-	flushing <-chan struct{} // closed when the last churn flush is done
-	closed   bool
+	busy     bool
+	idle     chan struct{}
 }
 
 type pebbleLogger struct{ l *slog.Logger }
@@ -189,17 +196,20 @@ func Open(fs vfs.FS, dir string, o Options) (*Index, error) {
 	if o.Churn.ScanSkips <= 0 {
 		o.Churn.ScanSkips = DefaultChurnScanSkips
 	}
-	x := &Index{db: db, churn: o.Churn, log: o.Logger}
+	x := &Index{
+		db: db, churn: o.Churn, log: o.Logger,
+		flushReq: make(chan struct{}, 1), quit: make(chan struct{}), stopped: make(chan struct{}),
+	}
 	x.keys.New = func() any { return new([mappingKeySize]byte) }
+	go x.flusher()
 	return x, nil
 }
 
 // Close closes the index. Unsynced batches may be lost. A churn flush in
 // progress is finished first.
 func (x *Index) Close() error {
-	x.flushMu.Lock()
-	x.closed = true
-	x.flushMu.Unlock()
+	close(x.quit)
+	<-x.stopped
 	if err := x.db.Close(); err != nil {
 		return fmt.Errorf("close index: %w", err)
 	}
@@ -293,45 +303,67 @@ func (x *Index) noteScan(points uint64, n int) {
 	}
 }
 
-// flushChurn starts a memtable flush unless one it started is still
-// running. It never waits for the flush: pebble runs it in the
-// background, and reads and commits go on meanwhile.
+// flushChurn asks the flusher for a memtable flush unless one is already
+// requested or running. It never waits.
 func (x *Index) flushChurn() {
 	x.flushMu.Lock()
 	defer x.flushMu.Unlock()
-	if x.closed {
+	if x.busy {
 		return
 	}
-	if x.flushing != nil {
-		select {
-		case <-x.flushing:
-		default:
-			return
-		}
-	}
+	x.busy, x.idle = true, make(chan struct{})
 	x.rangeDels.Store(0)
 	x.pointDels.Store(0)
 	x.changes.Store(0)
-	done, err := x.db.AsyncFlush()
-	if err != nil {
-		// Only read cost depends on the flush; the next commit or scan
-		// over the threshold tries again.
-		x.log.Warn("index: churn flush failed", "err", err)
-		x.flushing = nil
-		return
-	}
-	x.flushes.Add(1)
-	x.flushing = done
+	x.flushReq <- struct{}{} // never blocks: one request at a time
 }
 
-// WaitForFlush returns once no flush started by churn is running (tests
+// flusher starts the flushes flushChurn asks for, one at a time, and waits
+// for each to finish before it takes the next request.
+func (x *Index) flusher() {
+	defer close(x.stopped)
+	for {
+		select {
+		case <-x.quit:
+			x.flushDone()
+			return
+		case <-x.flushReq:
+		}
+		done, err := x.db.AsyncFlush()
+		if err != nil {
+			// Only read cost depends on the flush; the next commit or scan
+			// over a bound asks again.
+			x.log.Warn("index: churn flush failed", "err", err)
+		} else {
+			x.flushes.Add(1)
+			select {
+			case <-done:
+			case <-x.quit: // pebble's Close waits for the flush
+				x.flushDone()
+				return
+			}
+		}
+		x.flushDone()
+	}
+}
+
+func (x *Index) flushDone() {
+	x.flushMu.Lock()
+	defer x.flushMu.Unlock()
+	if x.busy {
+		x.busy = false
+		close(x.idle)
+	}
+}
+
+// WaitForFlush returns once no churn flush is requested or running (tests
 // and benchmarks use it to measure a settled index).
 func (x *Index) WaitForFlush() {
 	x.flushMu.Lock()
-	ch := x.flushing
+	busy, idle := x.busy, x.idle
 	x.flushMu.Unlock()
-	if ch != nil {
-		<-ch
+	if busy {
+		<-idle
 	}
 }
 
@@ -733,12 +765,19 @@ func (b *Batch) DeleteMeta(name []byte) { _ = b.b.Delete(metaKey(name), nil) }
 // Empty reports whether the batch holds no changes.
 func (b *Batch) Empty() bool { return b.b.Empty() }
 
-// Commit applies the batch atomically; with sync it is durable on return.
+// Commit applies the batch atomically; with sync it, and every batch
+// committed before it, is durable on return (also when it is empty).
 // The batch is reset afterwards, also on error.
 func (b *Batch) Commit(sync bool) error {
 	opts := pebble.NoSync
 	if sync {
 		opts = pebble.Sync
+		if b.b.Empty() {
+			// pebble skips an empty batch, sync or not, and a DeleteRange
+			// of unmapped blocks adds nothing: a log-only record makes the
+			// commit sync every batch committed before it, as promised.
+			_ = b.b.LogData(nil, nil)
+		}
 	}
 	err := b.b.Commit(opts)
 	rangeDels, pointDels, changes := b.rangeDels, b.pointDels, b.changes
