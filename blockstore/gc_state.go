@@ -34,6 +34,9 @@ type gcHead struct {
 	// pass to scan again whatever the plan's age.
 	exhausted atomic.Bool
 	rescan    atomic.Bool
+	// more asks the background cleaner for one more victim whatever the
+	// free space (set by waiting writes).
+	more atomic.Bool
 
 	kickOnce sync.Once
 	kickCh   chan struct{}

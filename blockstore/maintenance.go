@@ -254,19 +254,19 @@ func (s *Store) runBackgroundGC(ctx context.Context, done chan<- struct{}) {
 }
 
 // cleanForSpace cleans segments, best first, until GCFreeBytes of the
-// capacity are free or nothing is left to reclaim, and reports how many
-// it cleaned. Victims come from the plan of the last usage scan (see
+// capacity are free (and one more when a waiting write asked for it) or
+// nothing is left to reclaim, and reports how many it cleaned. Victims come from the plan of the last usage scan (see
 // gcHead.plan); every removal wakes writers waiting for space.
 func (s *Store) cleanForSpace(ctx context.Context) (int, error) {
-	if s.freeBytes() >= s.opts.GCFreeBytes && !s.rescanWanted() {
+	g := &s.gcHead
+	if s.freeBytes() >= s.opts.GCFreeBytes && !s.rescanWanted() && !g.more.Load() {
 		return 0, nil
 	}
 	s.gcRun.Lock()
 	defer s.gcRun.Unlock()
-	g := &s.gcHead
 	cleaned := 0
 	scanned := false
-	for s.freeBytes() < s.opts.GCFreeBytes || s.rescanWanted() {
+	for s.freeBytes() < s.opts.GCFreeBytes || s.rescanWanted() || g.more.Swap(false) {
 		if err := ctx.Err(); err != nil {
 			return cleaned, err
 		}
@@ -309,7 +309,7 @@ func (s *Store) cleanForSpace(ctx context.Context) (int, error) {
 func (s *Store) rescanWanted() bool { return s.gcHead.rescan.Load() }
 
 // maxSpaceWait bounds how long a write waits for the background cleaner to
-// free space before it fails with ErrNoSpace.
+// free something before it fails with ErrNoSpace.
 const maxSpaceWait = 5 * time.Second
 
 // waitForSpace is called by a write that found the pool full. With the
@@ -317,8 +317,12 @@ const maxSpaceWait = 5 * time.Second
 // segment (every removal wakes all waiters), and reports that a retry
 // makes sense. It reports false, and the write fails with ErrNoSpace, when
 // there is no cleaner, when a fresh usage scan made for this wait finds
-// nothing to reclaim (the pool is full of live data), or at the deadline.
-func (s *Store) waitForSpace(ctx context.Context, deadline time.Time) bool {
+// nothing to reclaim (the pool is full of live data), or when the cleaner
+// frees nothing for maxSpaceWait. The caller's deadline is not a bound
+// while the cleaner keeps freeing space: a writer that keeps losing the
+// space freed to other writers (the writer admits whoever comes first)
+// must wait longer, not be told the pool is full.
+func (s *Store) waitForSpace(ctx context.Context, _ time.Time) bool {
 	if s.bgCancel == nil {
 		return false
 	}
@@ -326,11 +330,7 @@ func (s *Store) waitForSpace(ctx context.Context, deadline time.Time) bool {
 	g.n.spaceWaits.Add(1)
 	start := time.Now()
 	defer func() { g.n.spaceWaitNanos.Add(uint64(time.Since(start))) }()
-	wait := deadline.Sub(s.opts.Clock.Now())
-	if wait <= 0 {
-		g.n.spaceFailures.Add(1)
-		return false
-	}
+	wait := maxSpaceWait
 	s.cleanedMu.Lock()
 	ch := s.cleaned
 	s.cleanedMu.Unlock()
@@ -338,6 +338,11 @@ func (s *Store) waitForSpace(ctx context.Context, deadline time.Time) bool {
 	if wasExhausted {
 		g.rescan.Store(true)
 	}
+	// At least one more victim, even if the cleaner has met its free
+	// target meanwhile: the segment it deleted may have been deleted (and
+	// its wake-up sent) before this write started to wait, or this write
+	// may need more than the target.
+	g.more.Store(true)
 	g.wake()
 	t := time.NewTimer(wait)
 	defer t.Stop()
