@@ -5,7 +5,7 @@
 # volume, grants it to fio's initiator name and fills it. Then it runs fio's
 # 4 KiB random write job at QD32 (bench/fio/randwrite-4k-qd32.fio) several
 # times, alternating runs with no snapshots and runs during which SNAPSHOTS
-# snapshots are taken through the CLI (evenly spread over the run), and prints
+# snapshots are requested through the JSON API (evenly spread over the run), and prints
 # the IOPS of each run and the ratio of the means. Snapshots from earlier runs
 # stay, so later runs write to a volume with more and more snapshots.
 #
@@ -15,6 +15,8 @@
 #
 # Environment: SNAPSHOTS (default 100), RUNTIME seconds per run (default 20),
 # PAIRS of runs (default 2), VBS, FIO, JOB (default randwrite-4k-qd32).
+# A volume holds at most 256 snapshots (the catalog's limit), so
+# SNAPSHOTS x PAIRS must stay within it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -88,8 +90,7 @@ iops() {
 	python3 -c 'import json,sys; s=open(sys.argv[1]).read(); j=json.loads(s[s.index("{"):]); print(round(sum(x["write"]["iops"] for x in j["jobs"])))' "$1"
 }
 
-taken=0
-run() { # run NAME SNAPS
+run() { # run NAME SNAPS: prints the run's write IOPS (called in a subshell)
 	local out="$work/$1.json"
 	"$FIO" --output-format=json --output="$out" "$jobfile" >/dev/null 2>&1 &
 	local fio_pid=$!
@@ -98,9 +99,8 @@ run() { # run NAME SNAPS
 		sleep 2
 		local gap
 		gap=$(python3 -c "print(max(($RUNTIME - 1) / $2, 0.01))")
-		for _ in $(seq 1 "$2"); do
-			taken=$((taken + 1))
-			snap "s$taken"
+		for i in $(seq 1 "$2"); do
+			snap "$1-s$i"
 			sleep "$gap"
 		done
 	fi
@@ -117,12 +117,22 @@ for p in $(seq 1 "$PAIRS"); do
 		if [ "$side" -eq 0 ]; then
 			v=$(run "none-$p" 0)
 			sum0=$((sum0 + v))
-			rows+=("| $p | none | 0 | $v |")
+			rows+=("| $p | none | $(ready) | $v |")
 		else
-			before=$taken
+			before=$(ready)
 			v=$(run "snaps-$p" "$SNAPSHOTS")
 			sum1=$((sum1 + v))
-			rows+=("| $p | $SNAPSHOTS during the run | $(ready) | $v |")
+			after=$(ready)
+			for _ in $(seq 1 300); do # the last ones may still be CREATING
+				[ "$after" -ge $((before + SNAPSHOTS)) ] && break
+				sleep 0.1
+				after=$(ready)
+			done
+			if [ "$after" -ne $((before + SNAPSHOTS)) ]; then
+				echo "snapshots.sh: $((after - before)) of $SNAPSHOTS snapshots became READY during run $p" >&2
+				exit 1
+			fi
+			rows+=("| $p | $SNAPSHOTS during the run | $after | $v |")
 		fi
 		echo "${rows[-1]}"
 	done
