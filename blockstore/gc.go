@@ -460,7 +460,8 @@ func (s *Store) referenced(it relocItem, lookup bool) (bool, error) {
 	return found, err
 }
 
-// pacer spreads the cleaner's work at rate bytes per second (0: no limit).
+// pacer spreads background work (the cleaner, the segment preparer) at
+// rate bytes per second (0: no limit).
 type pacer struct {
 	rate  int64
 	start time.Time

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/vbs-storage/vbs/blockstore/record"
@@ -178,15 +177,17 @@ func (p *preparer) prepare(ctx context.Context) (preparedFile, error) {
 		p.zeros = make([]byte, prepChunk)
 	}
 	zeros := p.zeros
-	start := s.opts.Clock.Now()
+	pace := pacer{rate: prepRateBytes, start: s.opts.Clock.Now()}
+	last := 0
 	for pf.size < s.opts.SegmentSize {
-		if err := p.pace(ctx, start, pf.size); err != nil {
+		if err := pace.wait(ctx, s.opts.Clock, uint64(last)); err != nil {
 			p.discard(pf, 0)
 			return pf, err
 		}
 		chunk := zeros[:min(int64(len(zeros)), s.opts.SegmentSize-pf.size)]
 		clear(chunk) // vfs.File.Write may modify what it is given
 		n, err := f.Write(chunk)
+		last = n
 		pf.size += int64(n)
 		s.stats.logBytes.Add(int64(n))
 		s.stats.prepBytes.Add(uint64(n))
@@ -206,27 +207,6 @@ func (p *preparer) prepare(ctx context.Context) (preparedFile, error) {
 		return pf, fmt.Errorf("sync %s: %w", pf.path, err)
 	}
 	return pf, nil
-}
-
-// pace waits until writing more after done bytes since start keeps to
-// prepRateBytes per second, or until ctx is done.
-func (p *preparer) pace(ctx context.Context, start time.Time, done int64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	due := start.Add(time.Duration(float64(done) / prepRateBytes * float64(time.Second)))
-	wait := due.Sub(p.s.opts.Clock.Now())
-	if wait <= 0 {
-		return nil
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // discard closes and deletes a prepared file (found under path, or under
