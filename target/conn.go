@@ -241,9 +241,12 @@ func (c *conn) fullFeature() {
 // readLoop reads and dispatches PDUs until an error ends the connection.
 func (c *conn) readLoop() error {
 	for {
-		if len(c.inl) > 0 && !c.pduBuffered() {
-			// The next read would wait for the initiator: answer what ran
-			// inline first, in one write.
+		if len(c.inl) > 0 && c.br.Buffered() == 0 {
+			// The next read may wait for the initiator: answer what ran
+			// inline first, in one write. A partly buffered PDU does not
+			// count: its rest is already on its way (a PDU is sent whole),
+			// and flushing at every read-buffer boundary cost a writev per
+			// few commands.
 			if err := c.flushInline(); err != nil {
 				return err
 			}

@@ -203,22 +203,6 @@ func (c *conn) releaseInline() {
 	c.inl = c.inl[:0]
 }
 
-// pduBuffered reports whether the whole next PDU is already in the read
-// buffer, so that reading it cannot wait for the initiator.
-func (c *conn) pduBuffered() bool {
-	n := c.br.Buffered()
-	if n < iscsi.BHSLen {
-		return false
-	}
-	b, err := c.br.Peek(iscsi.BHSLen)
-	if err != nil {
-		return false
-	}
-	var h iscsi.BHS
-	copy(h[:], b)
-	return n >= c.rd.Limits.WireLength(&h)
-}
-
 // waitSent waits until m (sent with a sent channel) is on the wire or
 // dropped. A message queued just as the writer stopped is dropped by
 // teardown, so closing also ends the wait.

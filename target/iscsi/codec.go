@@ -58,23 +58,6 @@ func (l Limits) maxData() uint32 {
 	return l.MaxRecvDataSegmentLength
 }
 
-// WireLength returns how many bytes the PDU whose header is h occupies on a
-// stream read with these limits: header, AHS, digests, data and padding. It
-// trusts h's length fields; Reader.Read checks them.
-func (l Limits) WireLength(h *BHS) int {
-	n := BHSLen + h.TotalAHSLength()
-	if l.HeaderDigest {
-		n += DigestSize
-	}
-	if d := int(h.DataSegmentLength()); d > 0 {
-		n += d + pad4(d)
-		if l.DataDigest {
-			n += DigestSize
-		}
-	}
-	return n
-}
-
 // Reader decodes PDUs from a byte stream. It owns the buffers it hands out
 // in PDU.AHS and PDU.Data: they are valid until the next Read into the same
 // PDU. A Reader is not safe for concurrent use.
