@@ -171,8 +171,8 @@ func (c *conn) writeBatch(batch []outgoing) error {
 }
 
 // queueInline keeps the response of a command the reader ran inline; it
-// goes out with the next flushInline (at the latest when the reader would
-// block, or when a batch is full).
+// goes out with the next flushInline (at the latest when the read buffer
+// runs empty, or when a batch is full).
 func (c *conn) queueInline(m outgoing) error {
 	c.inl = append(c.inl, m)
 	if len(c.inl) >= maxBatch {
