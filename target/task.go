@@ -610,9 +610,10 @@ func (c *conn) queueExec(t *task) {
 	}
 }
 
-// discard forgets a queued task that will not run because the connection
-// is closing, releasing whoever waits for it.
-func (c *conn) discard(t *task) {
+// forget removes a queued task that has finished or will never run from
+// the connection's task table and frees its CmdSN slot. It returns the
+// WaitGroup of an abort waiting for it, if any.
+func (c *conn) forget(t *task) *sync.WaitGroup {
 	c.mu.Lock()
 	if c.tasks[t.itt] == t {
 		delete(c.tasks, t.itt)
@@ -622,7 +623,13 @@ func (c *conn) discard(t *task) {
 	if !t.immediate {
 		c.sess.cmdDone()
 	}
-	if wg != nil {
+	return wg
+}
+
+// discard forgets a queued task that will not run because the connection
+// is closing, releasing whoever waits for it.
+func (c *conn) discard(t *task) {
+	if wg := c.forget(t); wg != nil {
 		wg.Done()
 	}
 	putTask(t)
@@ -712,15 +719,7 @@ func (c *conn) run(t *task) bool {
 	ss := c.sess
 	t.res.Reset()
 	ss.tgt.scsi.Execute(t, &t.cmd, &t.res)
-	c.mu.Lock()
-	if c.tasks[t.itt] == t {
-		delete(c.tasks, t.itt)
-	}
-	wg := t.abortWG
-	c.mu.Unlock()
-	if !t.immediate {
-		ss.cmdDone()
-	}
+	wg := c.forget(t)
 	if t.aborted.Load() {
 		// RFC 7143 section 4.2.3.4 (ERL 0): an aborted task gets no
 		// response; the TMF response tells the initiator.
