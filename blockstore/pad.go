@@ -18,7 +18,7 @@ func (w *writer) pad() {
 	if w.active == nil || w.broken || w.full {
 		return
 	}
-	end := w.activeOff + uint64(len(w.buf))
+	end := w.end()
 	n := record.PadLen(end, syncAlign)
 	if n == 0 {
 		return

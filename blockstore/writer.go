@@ -79,8 +79,13 @@ type writer struct {
 	full        bool  // no room to pad before a sync; roll before the next append
 	failed      error // sync or index failure: refuse writes until reopen
 
-	seq        uint64
+	seq uint64
+	// buf is what the next append writes: the first head bytes are the
+	// active segment's bytes from the last syncAlign boundary before
+	// activeOff (already written; see flushPending), then the records
+	// encoded since.
 	buf        []byte
+	head       int
 	pend       []pendUpdate
 	batch      []*request
 	chunkStart int
@@ -97,7 +102,7 @@ func newWriter(s *Store) *writer {
 		reqCh:   make(chan *request, defaultQueueDepth),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
-		buf:     make([]byte, 0, s.opts.MaxBatchBytes+record.HeaderSize*64),
+		buf:     make([]byte, 0, s.opts.MaxBatchBytes+record.HeaderSize*64+2*syncAlign),
 		ib:      s.idx.NewBatch(),
 		touched: make(map[uint64]*volState),
 		seen:    make(map[blockKey]struct{}),
@@ -310,7 +315,7 @@ func (w *writer) addWrite(i int, r *request) {
 		if r.atomic {
 			flags = record.FlagAtomic
 		}
-		dataOff := w.activeOff + uint64(len(w.buf)) + record.HeaderSize
+		dataOff := w.end() + record.HeaderSize
 		w.buf = record.AppendRecord(w.buf, &record.Header{Type: record.TypeWrite, Flags: flags, Volume: r.vol.id, LBA: r.lba + b, Blocks: uint32(n), Seq: w.seq}, data)
 		for k := uint64(0); k < n; k++ {
 			w.pend = append(w.pend, pendUpdate{vol: r.vol, lba: r.lba + b + k, loc: index.Location{
@@ -325,10 +330,11 @@ func (w *writer) addWrite(i int, r *request) {
 	}
 }
 
-// account counts n bytes appended at activeOff in the log's allocated
-// bytes, except what a pre-formatted segment already counted.
-func (w *writer) account(n uint64) {
-	if end := w.activeOff + n; end > w.activeAlloc {
+// accountTo counts the active segment file up to end in the log's
+// allocated bytes, except what was counted before (or what a
+// pre-formatted segment already counted).
+func (w *writer) accountTo(end uint64) {
+	if end > w.activeAlloc {
 		w.s.stats.logBytes.Add(int64(end - w.activeAlloc))
 		w.activeAlloc = end
 	}
@@ -338,20 +344,20 @@ func (w *writer) account(n uint64) {
 // allocated bytes: none inside a pre-formatted segment, or when the next
 // segment is ready pre-formatted.
 func (w *writer) newBytes(size int) int64 {
-	end := w.activeOff + uint64(len(w.buf)+size)
+	end := w.end() + uint64(size)
 	if !w.broken && !w.full && end <= uint64(w.s.opts.SegmentSize) {
 		return int64(end - min(end, w.activeAlloc))
 	}
 	if w.s.prep != nil && len(w.s.prep.ready) > 0 {
 		return 0
 	}
-	return int64(len(w.buf) + size)
+	return int64(len(w.buf) - w.head + size)
 }
 
 // makeRoom rolls to a new segment when size more bytes would not fit (or
 // the active one is broken or sealed).
 func (w *writer) makeRoom(i, size int) error {
-	used := w.activeOff + uint64(len(w.buf))
+	used := w.end()
 	if !w.broken && !w.full && (used+uint64(size) <= uint64(w.s.opts.SegmentSize) || used == record.SegmentHeaderSize) {
 		return nil
 	}
@@ -367,22 +373,43 @@ func (w *writer) makeRoom(i, size int) error {
 	return nil
 }
 
+// end is the log offset in the active segment after what w.buf holds.
+func (w *writer) end() uint64 { return w.activeOff + uint64(len(w.buf)-w.head) }
+
 // flushPending appends the buffered records with one write and applies
 // their index changes; requests batch[chunkStart:upto] own them, and get
 // its error. It returns the error too.
+//
+// The write covers whole pages: it starts at the syncAlign boundary before
+// activeOff, rewriting the bytes of that page already in the file (the
+// head of w.buf), and ends with zeros up to the next boundary, which the
+// next append overwrites. Replay reads zeros as the end of the log, as it
+// does in a pre-formatted segment. A write that covers only part of a page
+// the page cache does not hold makes the kernel zero the rest of the page
+// first; on ext4 that doubled the cost of every append (measured: 12.8 µs
+// for 8 KiB of unaligned records against 7.6 µs aligned, 2 KiB more). The
+// zeros count as allocated bytes (the file holds them) until overwritten.
 func (w *writer) flushPending(upto int) (ferr error) {
 	defer func() {
-		w.buf = w.buf[:0]
 		w.pend = w.pend[:0]
 		w.chunkStart = upto
 	}()
-	if len(w.buf) == 0 {
+	if len(w.buf) == w.head {
 		return nil
 	}
-	n, err := w.active.Write(w.buf)
+	start := w.activeOff - uint64(w.head)
+	end := w.end()
+	// Never past SegmentSize: a segment file stays within its size.
+	if gap := int(min(-end%syncAlign, max(uint64(w.s.opts.SegmentSize), end)-end)); gap > 0 {
+		n := len(w.buf)
+		w.buf = slices.Grow(w.buf, gap)[:n+gap]
+		clear(w.buf[n:])
+	}
+	n, err := w.active.WriteAt(w.buf, int64(start))
 	if err != nil {
-		w.account(uint64(n))
+		w.accountTo(start + uint64(n))
 		w.broken = true
+		w.buf, w.head = w.buf[:0], 0
 		err = fmt.Errorf("append to segment %d: %w", w.activeID, classify(err))
 		for _, r := range w.batch[w.chunkStart:upto] {
 			if r.err == nil && r.kind != opFlush {
@@ -391,13 +418,18 @@ func (w *writer) flushPending(upto int) (ferr error) {
 		}
 		return err
 	}
-	w.account(uint64(len(w.buf)))
+	w.accountTo(start + uint64(len(w.buf)))
 	half := uint64(w.s.opts.SegmentSize / 2)
-	if w.s.prep != nil && w.activeOff < half && w.activeOff+uint64(len(w.buf)) >= half {
+	if w.s.prep != nil && w.activeOff < half && end >= half {
 		defer w.s.prep.poke() // after activeEnd moved: the next segment is wanted
 	}
-	w.activeOff += uint64(len(w.buf))
-	w.s.activeEnd.Store(w.activeOff)
+	w.activeOff = end
+	w.s.activeEnd.Store(end)
+	// Keep the bytes of the last, partly written page for the next append.
+	keep := int(end % syncAlign)
+	used := int(end - start)
+	w.buf = append(w.buf[:0], w.buf[used-keep:used]...)
+	w.head = keep
 	if err := w.applyPend(); err != nil {
 		w.fail(err)
 		for _, r := range w.batch[w.chunkStart:upto] {
@@ -683,6 +715,9 @@ func (w *writer) setActive(f vfs.File, id, alloc uint64) {
 	w.s.segs[id] = f
 	w.s.segMu.Unlock()
 	w.active, w.activeID, w.activeOff, w.activeAlloc = f, id, record.SegmentHeaderSize, alloc
+	// The header is the start of the first page the next append rewrites.
+	w.buf = record.AppendSegmentHeader(w.buf[:0], record.SegmentHeader{ID: id})
+	w.head = len(w.buf)
 	w.broken, w.full = false, false
 	w.s.activeSeg.Store(id)
 	w.s.activeEnd.Store(w.activeOff)
