@@ -31,23 +31,7 @@ func benchStore(b *testing.B) (*Store, *Volume) {
 // (the QD32 case): the writer batches them into group commits.
 func BenchmarkWrite4K(b *testing.B) {
 	s, v := benchStore(b)
-	ctx := context.Background()
-	blocks := v.Blocks()
-	var seed atomic.Uint64
-	b.SetBytes(4096)
-	b.ReportAllocs()
-	b.SetParallelism(16) // 2 cores x 16 = 32 submitters
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rng := rand.New(rand.NewPCG(seed.Add(1), 1))
-		p := make([]byte, 4096)
-		for pb.Next() {
-			if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	writeRandom4K(b, v, nil)
 	b.StopTimer()
 	st := s.Stats()
 	b.ReportMetric(float64(st.Writes)/float64(max(st.Batches, 1)), "writes/batch")
@@ -57,27 +41,11 @@ func BenchmarkWrite4K(b *testing.B) {
 func BenchmarkWrite4KFlush8(b *testing.B) {
 	s, v := benchStore(b)
 	ctx := context.Background()
-	blocks := v.Blocks()
-	var seed atomic.Uint64
-	b.SetBytes(4096)
-	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rng := rand.New(rand.NewPCG(seed.Add(1), 1))
-		p := make([]byte, 4096)
-		for i := 1; pb.Next(); i++ {
-			if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
-				b.Error(err)
-				return
-			}
-			if i%8 == 0 {
-				if err := v.Flush(ctx); err != nil {
-					b.Error(err)
-					return
-				}
-			}
+	writeRandom4K(b, v, func(i int) error {
+		if i%8 == 0 {
+			return v.Flush(ctx)
 		}
+		return nil
 	})
 	b.StopTimer()
 	st := s.Stats()
@@ -161,21 +129,7 @@ func BenchmarkWrite4KSnapshots(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var seed atomic.Uint64
-			b.SetBytes(4096)
-			b.ReportAllocs()
-			b.SetParallelism(16)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				rng := rand.New(rand.NewPCG(seed.Add(1), 1))
-				p := make([]byte, 4096)
-				for pb.Next() {
-					if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			writeRandom4K(b, v, nil)
 		})
 	}
 }
@@ -255,7 +209,7 @@ func BenchmarkWrite4KSnapshotting(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var seed, done atomic.Uint64
+			var done atomic.Uint64
 			var snaps int
 			var snapTime, snapMax time.Duration
 			due := make(chan struct{}, 1)
@@ -274,26 +228,19 @@ func BenchmarkWrite4KSnapshotting(b *testing.B) {
 					snaps++
 				}
 			}()
-			b.SetBytes(4096)
-			b.ReportAllocs()
-			b.SetParallelism(16)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				rng := rand.New(rand.NewPCG(seed.Add(1), 1))
-				p := make([]byte, 4096)
-				for pb.Next() {
-					if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
-						b.Error(err)
-						return
-					}
-					if every > 0 && done.Add(1)%uint64(every) == 0 {
+			var after func(int) error
+			if every > 0 {
+				after = func(int) error {
+					if done.Add(1)%uint64(every) == 0 {
 						select {
 						case due <- struct{}{}:
 						default: // the last one is still being taken
 						}
 					}
+					return nil
 				}
-			})
+			}
+			writeRandom4K(b, v, after)
 			b.StopTimer()
 			close(due)
 			<-taker
@@ -304,4 +251,34 @@ func BenchmarkWrite4KSnapshotting(b *testing.B) {
 			}
 		})
 	}
+}
+
+// writeRandom4K resets the timer and writes 4 KiB blocks at random LBAs of
+// v from 32 submitters (16 per core on this 2-core box: the QD32 case)
+// until b.N writes are done. After the i-th write of a submitter (from 1)
+// it calls after(i), if set; an error fails the benchmark.
+func writeRandom4K(b *testing.B, v *Volume, after func(i int) error) {
+	ctx := context.Background()
+	blocks := v.Blocks()
+	var seed atomic.Uint64
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+		p := make([]byte, 4096)
+		for i := 1; pb.Next(); i++ {
+			if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
+				b.Error(err)
+				return
+			}
+			if after != nil {
+				if err := after(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}
+	})
 }
