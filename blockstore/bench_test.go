@@ -166,9 +166,15 @@ func BenchmarkRead128K(b *testing.B) {
 // then a Flush. One op is one write; flush-ns/op is the mean Flush time.
 func BenchmarkFlush8QD1(b *testing.B) {
 	_, v := benchStore(b)
+	runFlush8QD1(b, v, rand.New(rand.NewPCG(1, 1)))
+}
+
+// runFlush8QD1 resets the timer and does b.N 4 KiB writes at random LBAs of
+// v, one at a time, with a Flush after every eighth; it reports the mean
+// Flush time as flush-ns.
+func runFlush8QD1(b *testing.B, v *Volume, rng *rand.Rand) {
 	ctx := context.Background()
 	blocks := v.Blocks()
-	rng := rand.New(rand.NewPCG(1, 1))
 	p := make([]byte, 4096)
 	var flushNS, flushes int64
 	b.SetBytes(4096)

@@ -47,28 +47,8 @@ func BenchmarkFlush8QD1Prep(b *testing.B) {
 			if err := v.Flush(ctx); err != nil {
 				b.Fatal(err)
 			}
-			var flushNS, flushes int64
 			seg0, used0 := s.activeSeg.Load(), s.stats.prepUsed.Load()
-			b.SetBytes(4096)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 1; i <= b.N; i++ {
-				if err := v.WriteAt(ctx, p, rng.Uint64N(blocks), false); err != nil {
-					b.Fatal(err)
-				}
-				if i%8 == 0 {
-					t0 := time.Now()
-					if err := v.Flush(ctx); err != nil {
-						b.Fatal(err)
-					}
-					flushNS += int64(time.Since(t0))
-					flushes++
-				}
-			}
-			b.StopTimer()
-			if flushes > 0 {
-				b.ReportMetric(float64(flushNS)/float64(flushes), "flush-ns")
-			}
+			runFlush8QD1(b, v, rng)
 			// Segment IDs are shared with the cleaner's head, which does not
 			// run here, so the difference counts the writer's rolls.
 			b.ReportMetric(float64(s.activeSeg.Load()-seg0), "rolls")
