@@ -113,16 +113,7 @@ func BenchmarkReadAfterChurn(b *testing.B) {
 	for _, m := range churnModes {
 		for _, rounds := range []int{0, 500, 4000} {
 			b.Run(fmt.Sprintf("%s/rounds=%d", m.name, rounds), func(b *testing.B) {
-				s, err := Open(b.TempDir(), Options{FS: vfs.Default, MaxDirty: m.maxDirty})
-				if err != nil {
-					b.Fatal(err)
-				}
-				v := mustCreate(b, s, "lun", 128<<20, BlockSize512)
-				b.Cleanup(func() {
-					v.Close()
-					s.Close()
-				})
-				churnNearZero(b, v, rounds)
+				v := churnedVolume(b, m.maxDirty, rounds)
 				ctx := context.Background()
 				buf := make([]byte, 64*512)
 				b.ReportAllocs()
@@ -143,16 +134,7 @@ func BenchmarkReadAfterChurn(b *testing.B) {
 func BenchmarkTrimThenRead(b *testing.B) {
 	for _, m := range churnModes {
 		b.Run(m.name, func(b *testing.B) {
-			s, err := Open(b.TempDir(), Options{FS: vfs.Default, MaxDirty: m.maxDirty})
-			if err != nil {
-				b.Fatal(err)
-			}
-			v := mustCreate(b, s, "lun", 128<<20, BlockSize512)
-			b.Cleanup(func() {
-				v.Close()
-				s.Close()
-			})
-			churnNearZero(b, v, 2000)
+			v := churnedVolume(b, m.maxDirty, 2000)
 			ctx := context.Background()
 			p := pattern(2, 2*512)
 			buf := make([]byte, 64*512)
@@ -172,4 +154,21 @@ func BenchmarkTrimThenRead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// churnedVolume opens a store on the local disk with the given MaxDirty and
+// a 128 MiB volume of 512-byte blocks, closed when b ends, after rounds of
+// churnNearZero.
+func churnedVolume(b *testing.B, maxDirty, rounds int) *Volume {
+	s, err := Open(b.TempDir(), Options{FS: vfs.Default, MaxDirty: maxDirty})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := mustCreate(b, s, "lun", 128<<20, BlockSize512)
+	b.Cleanup(func() {
+		v.Close()
+		s.Close()
+	})
+	churnNearZero(b, v, rounds)
+	return v
 }

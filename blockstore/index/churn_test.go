@@ -86,14 +86,7 @@ func runDeleteRangeModel(t *testing.T, seed uint64) {
 	x := open()
 	defer func() { x.Close() }()
 	// Make the index directory itself durable, as the store does.
-	root, err := fs.OpenDir("/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	root.Close()
+	syncRoot(t, fs)
 	const vol, other = 3, 4
 	// since holds the state after each commit from the last synced one on:
 	// a crash keeps one of them (a prefix of the committed batches; a
@@ -332,14 +325,7 @@ func TestEmptySyncCommitSyncsEarlierBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := fs.OpenDir("/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	root.Close()
+	syncRoot(t, fs)
 	b := x.NewBatch()
 	b.Put(1, 7, Location{Seg: 1, Seq: 1})
 	if err := b.Commit(false); err != nil {
@@ -365,4 +351,18 @@ func TestEmptySyncCommitSyncsEarlierBatches(t *testing.T) {
 	if _, ok, err := x.Get(1, 7); err != nil || !ok {
 		t.Fatalf("unsynced put before an empty synced commit lost in a crash (ok=%v, err=%v)", ok, err)
 	}
+}
+
+// syncRoot makes the root directory of fs, which holds the index,
+// durable, as the store does for its index directory.
+func syncRoot(t *testing.T, fs vfs.FS) {
+	t.Helper()
+	root, err := fs.OpenDir("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	root.Close()
 }
