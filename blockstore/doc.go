@@ -27,6 +27,9 @@
 // not reproduce it, see docs/blockstore.md). Where padding does not fit,
 // the segment is full and the next append starts a new one.
 //
+// A second goroutine, the log syncer, fdatasyncs the active segment when
+// the writer asks without waiting, for a snapshot (below).
+//
 // # Index/log invariant (the crash model)
 //
 // The log is the truth; the index is a cache of it that may lag behind.
@@ -40,8 +43,10 @@
 //     it: its log bytes are durable, and replay (3) rebuilds the overlay from
 //     the log past the marker. The writer moves it when it reaches
 //     Options.MaxDirty (which bounds it), at segment roll (so the overlay
-//     only ever refers to the active segment), for snapshots, revert,
-//     flatten and diffs (syncLog), on checkpoint, and at close. Until then
+//     only ever refers to the active segment), for snapshot deletes,
+//     revert, flatten and diffs (syncLog), on checkpoint, and at close.
+//     Preserved versions (5) that a write made wait in memory and move
+//     with it. Until then
 //     the index may still name the older location of a block the overlay
 //     has overwritten: harmless for reads, which see the overlay first, but
 //     the segment cleaner counts such a block as live unless it checkpoints
@@ -66,9 +71,21 @@
 //     synced zeros renamed into place (prep.go); only a complete, synced
 //     file is ever renamed, and zeros end the valid log like end-of-file.
 //
-//  5. Creating a snapshot syncs the log and moves the overlay into the index
-//     first, so every version a snapshot sees is durable; later writes and
-//     trims keep the versions a snapshot still sees as preserved versions.
+//  5. A snapshot is a cut in the sequence numbers, made at once by the
+//     writer; from then on writes and trims keep the versions it sees as
+//     preserved versions. It is recorded in the index (synced), and
+//     CreateSnapshot returns, only once the log is durable up to the cut;
+//     the writer does not wait for that sync (snapsync.go). A preserved
+//     version goes to the index only when its log bytes are durable: a
+//     trim's at once when they are (the trim takes the live mapping out of
+//     the index at once), a write's with the overlay that supersedes it
+//     (until then the index still has the old mapping as live, and replay
+//     preserves the version again), or with a trim of that block. Until
+//     then it is held in memory, where
+//     snapshot reads, clone trims and the cleaner see it. The marker does
+//     not move with a snapshot, so replay applies writes from both sides
+//     of a cut, each against the newest snapshot older than itself, and
+//     Open takes the next sequence number above every snapshot's.
 //
 //  6. Segment cleaning relocates live blocks through the writer, syncs them
 //     and commits their new locations (synced) before it removes a segment,

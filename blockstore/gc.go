@@ -444,8 +444,15 @@ func (s *Store) referencedBatch(items []relocItem) ([]bool, error) {
 
 // referenced reports whether anything in the index still names it.old:
 // the live entry (looked up when lookup is set; else the caller knows it
-// does not) or a preserved version.
+// does not) or a preserved version, in the index or held for a pending
+// snapshot.
 func (s *Store) referenced(it relocItem, lookup bool) (bool, error) {
+	s.mu.RLock()
+	held := s.held.names(blockKey{it.vol, it.lba}, it.old.Seg, it.old.Off)
+	s.mu.RUnlock()
+	if held {
+		return true, nil
+	}
 	if lookup {
 		l, ok, err := s.idx.Get(it.vol, it.lba)
 		if err != nil || (ok && l.Seg == it.old.Seg && l.Off == it.old.Off) {
@@ -533,6 +540,12 @@ func (w *writer) relocate(_ int, items []relocItem) error {
 		if err != nil {
 			w.ib.Reset()
 			return err
+		}
+		if s.held.names(blockKey{it.vol, it.lba}, it.old.Seg, it.old.Off) {
+			s.mu.Lock()
+			s.held.repoint(blockKey{it.vol, it.lba}, it.old, it.newLoc)
+			s.mu.Unlock()
+			moved = true
 		}
 		if moved {
 			s.stats.gcBytes.Add(uint64(it.size))
@@ -680,7 +693,10 @@ func (s *Store) removeSegment(id, size uint64) error {
 	if f == nil {
 		return nil
 	}
-	if err := f.Close(); err != nil {
+	s.syncMu.Lock() // not while the log syncer syncs it
+	err := f.Close()
+	s.syncMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
 	if err := s.fs.Remove(s.segPath(id)); err != nil {

@@ -59,10 +59,14 @@ func findSnap(v *volState, name string) (snapshotMeta, bool) {
 	return snapshotMeta{}, false
 }
 
-// CreateSnapshot freezes the volume's current contents under name. It costs
-// one log sync and one index commit, whatever the volume's size: a
-// snapshot is a sequence-number boundary, not a copy. Later writes keep the
-// versions it sees (see applyPend).
+// CreateSnapshot freezes the volume's current contents under name: every
+// write completed before it is in the snapshot, none that starts after it
+// returns. It costs one log sync and one synced index commit, whatever the
+// volume's size: a snapshot is a sequence-number boundary, not a copy.
+// Later writes keep the versions it sees (see applyPend). The writer does
+// not wait for the sync (snapsync.go); CreateSnapshot returns when the
+// snapshot is durable, and only then do ListSnapshots and the reads of
+// the snapshot see it.
 func (s *Store) CreateSnapshot(ctx context.Context, volume, name string) (SnapshotInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return SnapshotInfo{}, err
@@ -74,33 +78,21 @@ func (s *Store) CreateSnapshot(ctx context.Context, volume, name string) (Snapsh
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("create snapshot: %w", err)
 	}
-	var info SnapshotInfo
-	err = s.run(v, func(w *writer) error {
-		if _, ok := findSnap(v, name); ok {
-			return ErrSnapshotExists
-		}
-		// Everything the snapshot sees must be durable and in the index
-		// before versions of it can be preserved there.
-		if err := w.syncLog(false); err != nil {
-			return err
-		}
-		w.seq++
-		m := snapshotMeta{Seq: w.seq, Created: s.opts.Clock.Now().UnixNano(), Name: name}
-		w.ib.SetMeta(snapKey(v.id, m.Seq), encodeSnapshotMeta(m))
-		w.ib.SetMeta([]byte(metaMarker), encodeMarker(marker{Seg: w.activeID, Off: w.activeOff, Seq: w.seq}))
-		if err := w.ib.Commit(true); err != nil {
-			w.fail(err)
-			return err
-		}
-		v.setSnapshots(append(slices.Clone(v.snapshots()), m))
-		v.fresh = nil
-		info = SnapshotInfo{Name: name, Seq: m.Seq, Created: m.Created}
-		return nil
+	var m snapshotMeta
+	done := make(chan error, 1)
+	err = s.run(v, func(w *writer) (err error) {
+		m, err = w.cutSnapshot(v, name, done)
+		return err
 	})
+	if err == nil {
+		// Not bounded by ctx: the cut is made, and the outcome follows
+		// within one sync.
+		err = <-done
+	}
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("create snapshot %q of %q: %w", name, volume, err)
 	}
-	return info, nil
+	return SnapshotInfo{Name: name, Seq: m.Seq, Created: m.Created}, nil
 }
 
 // visibleAt reports whether a version is what a snapshot at seq q sees.
@@ -130,6 +122,11 @@ func (s *Store) DeleteSnapshot(ctx context.Context, volume, name string) error {
 		return fmt.Errorf("delete snapshot: %w", err)
 	}
 	err = s.run(v, func(w *writer) error {
+		// Every version must be in the index to be pruned, and lastSnap
+		// must not name a cut still pending.
+		if err := w.syncLog(false); err != nil {
+			return err
+		}
 		m, ok := findSnap(v, name)
 		if !ok {
 			return ErrSnapshotNotFound
@@ -193,14 +190,30 @@ func (s *Store) ListSnapshots(volume string) ([]SnapshotInfo, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	err = s.idx.ScanVersions(v.id, func(ver index.Version) bool {
+	count := func(ver index.Version) bool {
 		if n, first := seesVersion(snaps, ver); n == 1 && ver.Loc.Seg != 0 {
 			out[first].ExclusiveBytes += uint64(v.blockSize)
 		}
 		return true
+	}
+	// Versions held for a pending cut are not in the index yet; a version
+	// in both (its cut just completed) is counted once.
+	type verKey struct{ lba, seq uint64 }
+	held := make(map[verKey]index.Version)
+	s.mu.RLock()
+	s.held.volume(v.id, func(ver index.Version) { held[verKey{ver.LBA, ver.Loc.Seq}] = ver })
+	s.mu.RUnlock()
+	err = s.idx.ScanVersions(v.id, func(ver index.Version) bool {
+		if _, dup := held[verKey{ver.LBA, ver.Loc.Seq}]; dup {
+			return true
+		}
+		return count(ver)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of %q: %w", volume, err)
+	}
+	for _, ver := range held {
+		count(ver)
 	}
 	return out, nil
 }

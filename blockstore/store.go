@@ -57,14 +57,32 @@ type volState struct {
 
 	// snaps is the volume's snapshots sorted by Seq (copy on write, only
 	// the writer replaces it); lastSnap is the newest one's Seq (0: none).
+	// lastSnap is the newest cut, which may still be pending (snapsync.go).
 	snaps    atomic.Pointer[[]snapshotMeta]
 	lastSnap atomic.Uint64
 
-	// fresh marks blocks written since the newest snapshot (a sparse
-	// bitmap: word index -> 64 bits), so the writer can skip looking up the
-	// version it would otherwise have to preserve. Owned by the writer;
-	// reset when a snapshot is taken; bounded by maxFreshWords.
-	fresh map[uint64]uint64
+	// fresh marks blocks written since the snapshot at seq freshFor (a
+	// sparse bitmap: word index -> 64 bits), so the writer can skip looking
+	// up the version it would otherwise have to preserve. Owned by the
+	// writer; reset when the snapshot a write is checked against changes
+	// (a cut, or replay crossing one); bounded by maxFreshWords.
+	fresh    map[uint64]uint64
+	freshFor uint64
+}
+
+// snapBefore returns the seq of the newest snapshot older than a write at
+// seq (0: none): the one whose versions that write must preserve. At run
+// time that is the newest cut; replay also applies writes made before it.
+func (v *volState) snapBefore(seq uint64) uint64 {
+	if q := v.lastSnap.Load(); q < seq {
+		return q
+	}
+	snaps := v.snapshots()
+	i, _ := slices.BinarySearchFunc(snaps, seq, func(m snapshotMeta, seq uint64) int { return cmp.Compare(m.Seq, seq) })
+	if i == 0 {
+		return 0
+	}
+	return snaps[i-1].Seq
 }
 
 const maxFreshWords = 1 << 18 // 16M blocks tracked per volume
@@ -132,6 +150,18 @@ type Store struct {
 	// to one of them outside the overlay path drops or updates it. Guarded
 	// by mu; only the writer mutates it; bounded by Options.CacheEntries.
 	cache map[blockKey]index.Location
+	// held holds preserved versions not in the index yet (snapsync.go).
+	// Guarded by mu; only the writer mutates it.
+	held heldSet
+
+	// The log syncer (snapsync.go): syncKick wakes it, syncSeq is the seq
+	// up to which it must make the log durable, syncMu is held while it
+	// syncs (so the cleaner does not close the file under it).
+	syncKick chan struct{}
+	syncSeq  atomic.Uint64
+	syncMu   sync.Mutex
+	syncQuit chan struct{}
+	syncDone chan struct{}
 
 	segMu sync.RWMutex
 	segs  map[uint64]vfs.File
@@ -216,6 +246,7 @@ func open(dir string, o Options, prepare bool) (_ *Store, err error) {
 		segDir:  o.FS.PathJoin(dir, segDirName),
 		dirty:   make(map[blockKey]index.Location),
 		cache:   make(map[blockKey]index.Location),
+		held:    newHeldSet(),
 		segs:    make(map[uint64]vfs.File),
 		cleaned: make(chan struct{}),
 		vols:    make(map[uint64]*volState),
@@ -264,6 +295,8 @@ func open(dir string, o Options, prepare bool) (_ *Store, err error) {
 		s.startPreparer()
 	}
 	go s.w.run()
+	s.syncKick, s.syncQuit, s.syncDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.runLogSyncer()
 	if o.GCInterval > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.bgCancel, s.bgDone = cancel, make(chan struct{})
@@ -290,6 +323,8 @@ func (s *Store) Close() error {
 	s.submitMu.Unlock()
 	close(s.w.quit)
 	<-s.w.stopped
+	close(s.syncQuit)
+	<-s.syncDone
 	s.stopPreparer()
 	err := s.w.failed
 	if cerr := s.closeFiles(); err == nil {
@@ -437,6 +472,11 @@ func (s *Store) recover() error {
 		}
 	}
 	w.seq = m.Seq
+	// A snapshot takes a sequence number without a log record, and the
+	// marker need not have moved past it.
+	for _, v := range s.vols {
+		w.seq = max(w.seq, v.lastSnap.Load())
+	}
 	seals := make(map[uint64]uint64)
 	err := s.idx.ScanMeta([]byte(metaSealPfx), func(name, val []byte) error {
 		n, err := decodeSeal(val)
@@ -499,6 +539,12 @@ func (s *Store) recover() error {
 		start := uint64(record.SegmentHeaderSize)
 		if id == m.Seg && m.Off > start {
 			start = m.Off
+		}
+		// What replay reads may only be in the page cache (after a kill
+		// -9); the versions it preserves for trims go to the index at
+		// once, so the log they name must be durable first.
+		if err := f.SyncData(); err != nil {
+			return fmt.Errorf("open store: sync segment %d: %w", id, err)
 		}
 		end, err := rp.scan(f, id, start, limit)
 		if err != nil {
@@ -593,6 +639,7 @@ func (rp *replayer) apply(h record.Header, seg, dataOff uint64, data []byte) err
 	rp.records++
 	w := rp.w
 	w.seq = max(w.seq, h.Seq)
+	w.synced = w.seq // recover synced the segment before replaying it
 	if h.Type == record.TypeRelocate {
 		return nil // see record.TypeRelocate
 	}

@@ -61,6 +61,9 @@ func (s *Store) resolveLocked(v *volState, lba, q uint64) (index.Location, bool,
 			return loc, loc.Seg != 0, nil
 		}
 		if q != liveView && v.lastSnap.Load() != 0 {
+			if ver, found := s.held.find(blockKey{v.id, lba}, q); found {
+				return ver.Loc, ver.Loc.Seg != 0, nil
+			}
 			ver, found, err := s.idx.FindVersion(v.id, lba, q)
 			if err != nil {
 				return index.Location{}, false, err
@@ -105,9 +108,11 @@ func (s *Store) forLive(vol, from, end uint64, fn func(lba uint64, loc index.Loc
 // cloneTombstones returns the blocks of [from, end) a trim of clone v must
 // cover with tombstones: every block any ancestor has a live mapping or a
 // preserved version for (a superset of what the parent's view maps). The
-// cost follows the ancestors' index entries in the range, not its size.
-// Ancestors' overlays only hold writes newer than any clone's snapshot, so
-// the index alone is enough.
+// cost follows the ancestors' entries in the range, not its size: their
+// index entries, overlay entries (a snapshot does not move the overlay
+// into the index, so a parent's blocks written before the clone's
+// snapshot may still be there) and held versions (snapsync.go). Only the
+// writer calls it.
 func (s *Store) cloneTombstones(v *volState, from, end uint64) ([]uint64, error) {
 	set := make(map[uint64]struct{})
 	for a := v.parent.Load(); a != nil; a = a.parent.Load() {
@@ -127,6 +132,24 @@ func (s *Store) cloneTombstones(v *volState, from, end uint64) ([]uint64, error)
 			})
 			if err != nil {
 				return nil, err
+			}
+		}
+		s.held.volume(a.id, func(ver index.Version) {
+			if ver.LBA >= from && ver.LBA < end {
+				set[ver.LBA] = struct{}{}
+			}
+		})
+		if end-from <= uint64(len(s.dirty)) {
+			for lba := from; lba < end; lba++ {
+				if _, ok := s.dirty[blockKey{a.id, lba}]; ok {
+					set[lba] = struct{}{}
+				}
+			}
+		} else {
+			for k := range s.dirty {
+				if k.vol == a.id && k.lba >= from && k.lba < end {
+					set[k.lba] = struct{}{}
+				}
 			}
 		}
 	}

@@ -153,6 +153,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	}
 	s.catMu.Unlock()
 	err := s.run(v, func(w *writer) error {
+		// A pending snapshot of it completes first: its record must not
+		// land after the volume's are gone.
+		if err := w.settleSnapshots(); err != nil {
+			return err
+		}
 		// Re-check under catMu: a clone may have been made meanwhile.
 		s.catMu.Lock()
 		busy := v.open > 0 || v.clones > 0
@@ -190,6 +195,8 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 				delete(s.dirty, k)
 			}
 		}
+		s.held.dropVolume(v.id)
+		w.heldTrims = slices.DeleteFunc(w.heldTrims, func(h heldVersion) bool { return h.vol == v.id })
 		for k := range s.cache {
 			if k.vol == v.id {
 				delete(s.cache, k)

@@ -94,6 +94,20 @@ type writer struct {
 	touched    map[uint64]*volState
 	seen       map[blockKey]struct{}
 	keys       []blockKey // reused by commitOverlay
+	// pendSnaps are snapshot cuts waiting for their log sync, oldest
+	// first; heldNew are versions preserved for them by the current
+	// applyPend, not yet in Store.held (snapsync.go).
+	pendSnaps []pendingSnap
+	heldNew   []heldVersion
+	heldOut   []heldVersion // reused by stageSnapshots
+	// heldTrims are the held versions trims preserved (also in
+	// Store.held): they go to the index with their snapshot.
+	heldTrims []heldVersion
+	// synced is the highest seq whose log bytes are known durable.
+	synced uint64
+	// askedOff is where the active segment ended when the log syncer was
+	// last asked to sync it.
+	askedOff uint64
 }
 
 func newWriter(s *Store) *writer {
@@ -170,6 +184,7 @@ func (w *writer) shutdown() {
 			w.s.opts.Logger.Error("blockstore: final sync failed", "err", err)
 		}
 	}
+	w.failSnapshots(ErrClosed) // none left unless the final sync failed
 	w.ib.Close()
 }
 
@@ -444,9 +459,11 @@ func (w *writer) flushPending(upto int) (ferr error) {
 
 // applyPend applies w.pend, in order, to the index and the overlay. For a
 // volume with snapshots it first preserves every live version a snapshot
-// can still see (Loc.Seq <= the newest snapshot's seq) as a Version
-// superseded by the new write or trim; those versions' log bytes are
-// durable (snapshot creation syncs), so they may go to pebble at once.
+// can still see (Loc.Seq <= the seq of the newest snapshot older than the
+// change) as a Version superseded by the new write or trim. Those
+// versions' log bytes are durable once their snapshot's sync is done, so
+// they go to pebble at once, or, while a cut still waits for that sync,
+// are held in memory until it is (snapsync.go).
 // Trims delete the live mappings (in pebble first, so a concurrent reader
 // never sees data older than the overlay's); trims of a clone also write
 // tombstones, which hide the parent's data.
@@ -458,7 +475,10 @@ func (w *writer) applyPend() error {
 	}
 	for i := range w.pend {
 		p := &w.pend[i]
-		q := p.vol.lastSnap.Load()
+		q := p.vol.snapBefore(p.loc.Seq)
+		if q != p.vol.freshFor {
+			p.vol.fresh, p.vol.freshFor = nil, q
+		}
 		if !p.trim {
 			if q == 0 {
 				continue
@@ -478,8 +498,7 @@ func (w *writer) applyPend() error {
 			if err != nil {
 				return err
 			}
-			if ok && old.Seq <= q {
-				w.ib.PutVersion(p.vol.id, index.Version{LBA: p.lba, Loc: old, Superseded: p.loc.Seq})
+			if ok && old.Seq <= q && w.preserve(p.vol.id, index.Version{LBA: p.lba, Loc: old, Superseded: p.loc.Seq}, false) {
 				touchIdx = true
 			}
 			continue
@@ -496,8 +515,7 @@ func (w *writer) applyPend() error {
 					}
 					w.seen[k] = struct{}{}
 				}
-				if old.Seq <= q {
-					w.ib.PutVersion(p.vol.id, index.Version{LBA: lba, Loc: old, Superseded: p.loc.Seq})
+				if old.Seq <= q && w.preserve(p.vol.id, index.Version{LBA: lba, Loc: old, Superseded: p.loc.Seq}, true) {
 					touchIdx = true
 				}
 			})
@@ -505,6 +523,8 @@ func (w *writer) applyPend() error {
 				return err
 			}
 		}
+		w.publishHeld()
+		w.settleHeld(p.vol.id, p.lba, p.n)
 		w.ib.DeleteRange(p.vol.id, p.lba, p.n)
 		w.ib.PutTrim(p.vol.id, index.Trim{Seq: p.loc.Seq, LBA: p.lba, Blocks: p.n})
 		touchIdx = true
@@ -521,6 +541,7 @@ func (w *writer) applyPend() error {
 			}
 		}
 	}
+	w.publishHeld()
 	if touchIdx {
 		if err := w.ib.Commit(false); err != nil {
 			return err
@@ -569,6 +590,7 @@ func (w *writer) fail(err error) {
 		w.failed = err
 		w.s.opts.Logger.Error("blockstore: writer failed; writes refused until reopen", "err", err)
 	}
+	w.failSnapshots(fmt.Errorf("blockstore: store failed, reopen needed: %w", err))
 }
 
 // syncLog makes the active segment durable and moves the overlay into the
@@ -611,6 +633,7 @@ func (w *writer) syncData() error {
 		w.fail(err)
 		return err
 	}
+	w.synced = w.seq
 	w.s.stats.syncs.Add(1)
 	if n := w.s.activeSyncs.Add(1); n == prepMinSyncs && w.s.prep != nil {
 		w.s.prep.poke() // the next segment may be wanted now
@@ -645,10 +668,17 @@ func (w *writer) commitOverlay(syncIndex, seal bool) error {
 	if seal {
 		w.ib.SetMeta(sealKey(w.activeID), encodeSeal(w.activeOff))
 	}
+	// Every caller synced the log first: pending snapshots are durable
+	// now, and their records must be before they are reported taken. The
+	// held versions go in with the mappings that supersede them.
+	if w.stageSnapshots(w.seq, true) > 0 {
+		syncIndex = true
+	}
 	if err := w.ib.Commit(syncIndex); err != nil {
 		w.fail(err)
 		return err
 	}
+	w.finishSnapshots(w.seq, true, nil)
 	s.mu.Lock()
 	s.cacheCommitted()
 	clear(s.dirty)
@@ -667,6 +697,7 @@ func (w *writer) roll() error {
 			w.fail(err)
 			return err
 		}
+		w.synced = w.seq
 		if err := w.commitOverlay(true, true); err != nil {
 			return err
 		}
@@ -715,6 +746,7 @@ func (w *writer) setActive(f vfs.File, id, alloc uint64) {
 	w.s.segs[id] = f
 	w.s.segMu.Unlock()
 	w.active, w.activeID, w.activeOff, w.activeAlloc = f, id, record.SegmentHeaderSize, alloc
+	w.askedOff = w.activeOff
 	// The header is the start of the first page the next append rewrites.
 	w.buf = record.AppendSegmentHeader(w.buf[:0], record.SegmentHeader{ID: id})
 	w.head = len(w.buf)
