@@ -28,7 +28,9 @@
 // the segment is full and the next append starts a new one.
 //
 // A second goroutine, the log syncer, fdatasyncs the active segment when
-// the writer asks without waiting, for a snapshot (below).
+// the writer asks without waiting: for a snapshot (below), and after every
+// 32 MiB appended, so the sync that seals a full segment, which the writer
+// does wait for, finds little left to write.
 //
 // # Index/log invariant (the crash model)
 //

@@ -298,9 +298,11 @@ func (w *writer) logSynced(seq uint64, err error) {
 }
 
 // runLogSyncer syncs the active segment off the writer whenever the
-// writer asks (askSync), for a snapshot cut, and reports to the writer.
-// Open starts it; Close stops it after the writer (whose shutdown
-// completes what is pending).
+// writer asks (askSync): for a snapshot cut, or when writebackBytes were
+// appended since the last sync, so that the sync that seals a segment
+// (which the writer waits for) finds little left to write. It reports to
+// the writer. Open starts it; Close stops it after the writer (whose
+// shutdown completes what is pending).
 func (s *Store) runLogSyncer() {
 	defer close(s.syncDone)
 	for {

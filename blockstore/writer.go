@@ -61,6 +61,13 @@ type pendUpdate struct {
 	trim bool
 }
 
+// writebackBytes is how much the writer appends before it asks the log
+// syncer for a sync that nothing waits for. Without it the page cache
+// holds a whole segment's data until the seal's fdatasync, which the
+// writer (and every write behind it) waits for: 0.3 s per 256 MiB
+// segment, measured at 4 KiB QD32.
+const writebackBytes = 32 << 20
+
 // writer is the single goroutine that appends to the log. All of its fields
 // are owned by that goroutine (and by Open before it starts).
 type writer struct {
@@ -217,6 +224,8 @@ func (w *writer) process() {
 				}
 			}
 		}
+	} else if w.activeOff-w.askedOff >= writebackBytes && w.failed == nil {
+		w.askSync()
 	}
 	for i, r := range w.batch {
 		r.done <- r.err
