@@ -112,24 +112,10 @@ func (h *heldSet) appendUpTo(out []heldVersion, seq uint64) []heldVersion {
 	return out
 }
 
-// dropUpTo forgets every held version whose data is at or below seq (it
-// is in the index now). A block's older versions have smaller seqs, so
-// when its newest goes they all do.
-func (h *heldSet) dropUpTo(seq uint64) {
-	for k, ver := range h.one {
-		if ver.Loc.Seq <= seq {
-			delete(h.one, k)
-			delete(h.more, k)
-		}
-	}
-	for k, vers := range h.more {
-		vers = slices.DeleteFunc(vers, func(ver index.Version) bool { return ver.Loc.Seq <= seq })
-		if len(vers) == 0 {
-			delete(h.more, k)
-		} else {
-			h.more[k] = vers
-		}
-	}
+// clear forgets every held version (they are all in the index now).
+func (h *heldSet) clear() {
+	clear(h.one)
+	clear(h.more)
 }
 
 // dropVolume forgets the held versions of a deleted volume.

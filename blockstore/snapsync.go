@@ -214,8 +214,9 @@ func (w *writer) finishSnapshots(durable uint64, all bool, err error) {
 		w.synced = max(w.synced, durable)
 		w.heldTrims = slices.DeleteFunc(w.heldTrims, func(h heldVersion) bool { return h.ver.Loc.Seq <= durable })
 		if all && s.held.len() > 0 {
+			// durable is w.seq: every held version is in the index now.
 			s.mu.Lock()
-			s.held.dropUpTo(durable)
+			s.held.clear()
 			s.mu.Unlock()
 		}
 	}
