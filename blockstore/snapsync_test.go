@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -322,4 +323,64 @@ func TestReplayCrossesSnapshots(t *testing.T) {
 			t.Fatalf("%s holds %d bytes exclusively, want %d (one version each)", m.Name, m.ExclusiveBytes, bs)
 		}
 	}
+}
+
+// TestCleanerMovesHeldVersions has a write overwrite a block while the
+// cleaner is moving it (from the cleaner's hook, on the writer): the
+// version the write preserves for a snapshot is held in memory, naming the
+// victim segment, and the cleaner must move it with the block, or the
+// snapshot reads a deleted segment.
+func TestCleanerMovesHeldVersions(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4096
+	s := openMem(t, vfs.NewMem(), Options{SegmentSize: 256 << 10})
+	defer s.Close()
+	v := mustCreate(t, s, "vol", 256*bs, bs)
+	defer v.Close()
+	// Block 0 lands in the first segment; the rest rolls to a second, so
+	// the first is sealed (and the overlay is in the index).
+	for lba := uint64(0); lba < 100; lba++ {
+		if err := v.WriteAt(ctx, block(bs, byte(lba)), lba, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CreateSnapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	overwrote := false
+	s.gcHead.chunkHook = func(items []relocItem) { // on the writer
+		i := slices.IndexFunc(items, func(it relocItem) bool { return it.vol == v.v.id && it.lba == 0 })
+		if overwrote || i < 0 {
+			return
+		}
+		overwrote = true
+		w := s.w
+		r := &request{kind: opWrite, vol: v.v, lba: 0, data: block(bs, 'z')}
+		w.addWrite(w.chunkStart, r)
+		if r.err != nil {
+			t.Error(r.err)
+			return
+		}
+		if err := w.flushPending(w.chunkStart); err != nil {
+			t.Error(err)
+		}
+		if !s.held.names(blockKey{v.v.id, 0}, items[i].old.Seg, items[i].old.Off) {
+			t.Error("the overwrite did not hold block 0's old version")
+		}
+	}
+	st, err := s.CollectGarbage(ctx, 1, 1, 0)
+	s.gcHead.chunkHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !overwrote || st.SegmentsCleaned != 1 {
+		t.Fatalf("overwrote during cleaning: %v; cleaned %d segments, want 1", overwrote, st.SegmentsCleaned)
+	}
+	wantBlock(t, v, "s1", 0, block(bs, 0))
+	wantBlock(t, v, "", 0, block(bs, 'z'))
+	// And once the held version is in the index.
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	wantBlock(t, v, "s1", 0, block(bs, 0))
 }
