@@ -3,7 +3,6 @@ package blockstore
 import (
 	"context"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"testing"
 
@@ -12,26 +11,13 @@ import (
 
 // writeAtLog records every positioned write to segment files.
 type writeAtLog struct {
-	vfs.FS
 	mu     sync.Mutex
 	writes [][2]int64 // offset, length
 }
 
-func (l *writeAtLog) wrap(f vfs.File, name string, err error) (vfs.File, error) {
-	if err != nil || !strings.Contains(name, "/"+segDirName+"/") {
-		return f, err
-	}
-	return &writeAtFile{File: f, log: l}, nil
-}
-
-func (l *writeAtLog) Create(name string) (vfs.File, error) {
-	f, err := l.FS.Create(name)
-	return l.wrap(f, name, err)
-}
-
-func (l *writeAtLog) OpenReadWrite(name string, opts ...vfs.OpenOption) (vfs.File, error) {
-	f, err := l.FS.OpenReadWrite(name, opts...)
-	return l.wrap(f, name, err)
+// fs returns fs with its segment files recording into l.
+func (l *writeAtLog) fs(fs vfs.FS) vfs.FS {
+	return segWrapFS{FS: fs, wrap: func(f vfs.File) vfs.File { return &writeAtFile{File: f, log: l} }}
 }
 
 type writeAtFile struct {
@@ -56,8 +42,8 @@ func TestAppendsCoverWholePages(t *testing.T) {
 	const bs, blocks = 512, 1024
 	const segSize = 64<<10 - 1000 // not a multiple of the page
 	mem := vfs.NewStrictMem()
-	rec := &writeAtLog{FS: mem}
-	s := openMem(t, rec, Options{SegmentSize: segSize, MaxDirty: 1 << 16})
+	rec := &writeAtLog{}
+	s := openMem(t, rec.fs(mem), Options{SegmentSize: segSize, MaxDirty: 1 << 16})
 	v := mustCreate(t, s, "vol", blocks*bs, bs)
 	m := newBlockModel(blocks, bs)
 	rng := rand.New(rand.NewPCG(11, 12))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 
@@ -13,7 +12,8 @@ import (
 )
 
 // syncGate makes the next SyncData of a segment file block, once armed,
-// until it is released: it holds a snapshot's log sync open.
+// until it is released: it holds a snapshot's log sync open. Its FS
+// passes the segment files through it.
 type syncGate struct {
 	vfs.FS
 	mu      sync.Mutex
@@ -23,7 +23,11 @@ type syncGate struct {
 	once    *sync.Once
 }
 
-func newSyncGate(fs vfs.FS) *syncGate { return &syncGate{FS: fs} }
+func newSyncGate(fs vfs.FS) *syncGate {
+	g := &syncGate{}
+	g.FS = segWrapFS{FS: fs, wrap: func(f vfs.File) vfs.File { return &gatedFile{File: f, g: g} }}
+	return g
+}
 
 // arm makes the next segment sync block until open is called (at the
 // latest when the test ends, so a failing test does not hang in Close).
@@ -41,28 +45,6 @@ func (g *syncGate) open() {
 	release, once := g.release, g.once
 	g.mu.Unlock()
 	once.Do(func() { close(release) })
-}
-
-func (g *syncGate) wrap(f vfs.File, name string, err error) (vfs.File, error) {
-	if err != nil || !strings.Contains(name, "/"+segDirName+"/") {
-		return f, err
-	}
-	return &gatedFile{File: f, g: g}, nil
-}
-
-func (g *syncGate) Create(name string) (vfs.File, error) {
-	f, err := g.FS.Create(name)
-	return g.wrap(f, name, err)
-}
-
-func (g *syncGate) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
-	f, err := g.FS.Open(name, opts...)
-	return g.wrap(f, name, err)
-}
-
-func (g *syncGate) OpenReadWrite(name string, opts ...vfs.OpenOption) (vfs.File, error) {
-	f, err := g.FS.OpenReadWrite(name, opts...)
-	return g.wrap(f, name, err)
 }
 
 type gatedFile struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/vfs"
@@ -15,6 +16,35 @@ func TestMain(m *testing.M) {
 }
 
 const testDir = "/store"
+
+// segWrapFS passes every segment file the store opens through wrap, so a
+// test can watch or hold what the store does to its log.
+type segWrapFS struct {
+	vfs.FS
+	wrap func(vfs.File) vfs.File
+}
+
+func (fs segWrapFS) seg(f vfs.File, name string, err error) (vfs.File, error) {
+	if err != nil || !strings.Contains(name, "/"+segDirName+"/") {
+		return f, err
+	}
+	return fs.wrap(f), nil
+}
+
+func (fs segWrapFS) Create(name string) (vfs.File, error) {
+	f, err := fs.FS.Create(name)
+	return fs.seg(f, name, err)
+}
+
+func (fs segWrapFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.Open(name, opts...)
+	return fs.seg(f, name, err)
+}
+
+func (fs segWrapFS) OpenReadWrite(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, opts...)
+	return fs.seg(f, name, err)
+}
 
 func openMem(t testing.TB, fs vfs.FS, o Options) *Store {
 	t.Helper()
