@@ -288,3 +288,45 @@ func writeRandom4K(b *testing.B, v *Volume, after func(i int) error) {
 		}
 	})
 }
+
+// BenchmarkRead128KScattered reads 128 KiB extents of a volume whose
+// blocks were all overwritten at random after a sequential fill: each
+// extent's blocks lie scattered over the log, as after fio's random-write
+// jobs. views=false reads each run with pread, views=true copies it out of
+// the segment's mapping (segview.go).
+func BenchmarkRead128KScattered(b *testing.B) {
+	for _, views := range []bool{false, true} {
+		b.Run(fmt.Sprintf("views=%v", views), func(b *testing.B) {
+			s, err := Open(b.TempDir(), Options{FS: vfs.Default, NoSegmentViews: !views})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			v := mustCreate(b, s, "bench", benchVolBytes, 4096)
+			defer v.Close()
+			ctx := context.Background()
+			blocks := v.Blocks()
+			p := make([]byte, 32*4096)
+			for lba := uint64(0); lba < blocks; lba += 32 {
+				if err := v.WriteAt(ctx, p, lba, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rng := rand.New(rand.NewPCG(5, 5))
+			for i := uint64(0); i < 2*blocks; i++ {
+				if err := v.WriteAt(ctx, p[:4096], rng.Uint64N(blocks), false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			buf := make([]byte, 128<<10)
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := v.ReadAt(ctx, buf, rng.Uint64N(blocks/32)*32); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -629,9 +629,7 @@ func (s *Store) gcRoll() error {
 		_ = f.Close()
 		return err
 	}
-	s.segMu.Lock()
-	s.segs[id] = f
-	s.segMu.Unlock()
+	s.addSegment(id, f)
 	s.stats.logBytes.Add(record.SegmentHeaderSize)
 	s.gcHead.n.bytesAppended.Add(record.SegmentHeaderSize)
 	s.gcHead.seg = gcSeg{f: f, id: id, off: record.SegmentHeaderSize}
@@ -685,10 +683,7 @@ func (s *Store) versionsOf(vol, lba uint64, fn func(index.Version) bool) error {
 // to it.
 func (s *Store) removeSegment(id, size uint64) error {
 	s.gcMu.Lock()
-	s.segMu.Lock()
-	f := s.segs[id]
-	delete(s.segs, id)
-	s.segMu.Unlock()
+	f := s.dropSegment(id)
 	s.gcMu.Unlock()
 	if f == nil {
 		return nil

@@ -78,6 +78,10 @@ type Options struct {
 	// amplification (the same live data in less space), less risks
 	// writes waiting while a segment is cleaned.
 	GCFreeBytes int64
+	// NoSegmentViews reads segments with pread only. By default the store
+	// maps every segment file it can (read-only, shared) and copies reads
+	// out of the mapping: no system call per read (segview.go).
+	NoSegmentViews bool
 }
 
 func (o Options) withDefaults() Options {

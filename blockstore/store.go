@@ -163,8 +163,11 @@ type Store struct {
 	syncQuit chan struct{}
 	syncDone chan struct{}
 
+	// segMu guards segs and views, the segments readers can reach and
+	// their read-only mappings (segview.go).
 	segMu sync.RWMutex
 	segs  map[uint64]vfs.File
+	views map[uint64][]byte
 	// gcMu is held shared from a read's lookup until its data is read, and
 	// exclusively while the cleaner removes a segment, so a read never
 	// resolves to a segment that disappears under it.
@@ -248,6 +251,7 @@ func open(dir string, o Options, prepare bool) (_ *Store, err error) {
 		cache:   make(map[blockKey]index.Location),
 		held:    newHeldSet(),
 		segs:    make(map[uint64]vfs.File),
+		views:   make(map[uint64][]byte),
 		cleaned: make(chan struct{}),
 		vols:    make(map[uint64]*volState),
 		names:   make(map[string]*volState),
@@ -338,14 +342,17 @@ func (s *Store) Close() error {
 
 func (s *Store) closeFiles() error {
 	var first error
-	s.segMu.Lock()
-	for id, f := range s.segs {
-		if err := f.Close(); err != nil && first == nil {
+	s.segMu.RLock()
+	ids := make([]uint64, 0, len(s.segs))
+	for id := range s.segs {
+		ids = append(ids, id)
+	}
+	s.segMu.RUnlock()
+	for _, id := range ids {
+		if err := s.dropSegment(id).Close(); err != nil && first == nil {
 			first = fmt.Errorf("close segment %d: %w", id, err)
 		}
-		delete(s.segs, id)
 	}
-	s.segMu.Unlock()
 	if s.idx != nil {
 		if err := s.idx.Close(); err != nil && first == nil {
 			first = err
@@ -519,7 +526,7 @@ func (s *Store) recover() error {
 		if err != nil {
 			return fmt.Errorf("open store: open segment %d: %w", id, err)
 		}
-		s.segs[id] = f
+		s.addSegment(id, f)
 		st, err := f.Stat()
 		if err != nil {
 			return fmt.Errorf("open store: stat segment %d: %w", id, err)

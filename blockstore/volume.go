@@ -758,14 +758,20 @@ var readPool = sync.Pool{New: func() any { return new(readState) }}
 
 func (s *Store) readRun(v *volState, buf []byte, lba uint64, locs []index.Location) error {
 	bs := uint64(v.blockSize)
-	f := s.segFile(locs[0].Seg)
+	f, view := s.segment(locs[0].Seg)
 	if f == nil {
 		s.stats.corruptions.Add(1)
 		return &CorruptionError{Volume: v.name, LBA: lba, Seg: locs[0].Seg, Off: locs[0].Off}
 	}
-	if n, err := f.ReadAt(buf, int64(locs[0].Off)); n != len(buf) {
+	off := locs[0].Off
+	if view != nil && off <= uint64(len(view)) && uint64(len(buf)) <= uint64(len(view))-off {
+		if err := copyView(buf, view, off); err != nil {
+			s.stats.corruptions.Add(1)
+			return fmt.Errorf("read segment %d: %w: %w", locs[0].Seg, &CorruptionError{Volume: v.name, LBA: lba, Seg: locs[0].Seg, Off: off}, err)
+		}
+	} else if n, err := f.ReadAt(buf, int64(off)); n != len(buf) {
 		s.stats.corruptions.Add(1)
-		return fmt.Errorf("read segment %d: %w: %w", locs[0].Seg, &CorruptionError{Volume: v.name, LBA: lba, Seg: locs[0].Seg, Off: locs[0].Off}, err)
+		return fmt.Errorf("read segment %d: %w: %w", locs[0].Seg, &CorruptionError{Volume: v.name, LBA: lba, Seg: locs[0].Seg, Off: off}, err)
 	}
 	for k := range locs {
 		if record.Checksum(buf[uint64(k)*bs:uint64(k+1)*bs]) != locs[k].CRC {

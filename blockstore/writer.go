@@ -751,9 +751,7 @@ func (w *writer) roll() error {
 // setActive makes f (segment id, with alloc bytes counted as allocated) the
 // segment appends go to, right after its header.
 func (w *writer) setActive(f vfs.File, id, alloc uint64) {
-	w.s.segMu.Lock()
-	w.s.segs[id] = f
-	w.s.segMu.Unlock()
+	w.s.addSegment(id, f)
 	w.active, w.activeID, w.activeOff, w.activeAlloc = f, id, record.SegmentHeaderSize, alloc
 	w.askedOff = w.activeOff
 	// The header is the start of the first page the next append rewrites.
