@@ -93,6 +93,12 @@
 //     and commits their new locations (synced) before it removes a segment,
 //     under a lock every read holds from lookup to data read.
 //
+//  7. Reads copy data out of read-only shared mappings of the segment files
+//     (segview.go), or pread them where a file has no descriptor. A mapping
+//     goes away only with its segment, under the same lock as in 6, or at
+//     Close; a fault in one (a file cut short behind the store's back) is a
+//     *CorruptionError, not a crash.
+//
 // Together: after any crash, every block reads either a value it held or a
 // newer value written before the crash, and every write covered by a
 // completed Flush (or written with FUA, or to a write-through volume) reads
