@@ -26,6 +26,17 @@ import (
 //   - A page past the end of the file (a segment cut short behind the
 //     store's back) faults; copyView turns that fault into an error, which
 //     the read reports as corruption, instead of a crash.
+//   - At most maxSegmentViews segments have views. Every mapping counts
+//     against the kernel's per-process limit (vm.max_map_count, 65,530 by
+//     default), which the Go runtime and pebble need too: a process that
+//     reaches it cannot grow its heap and dies. Segments past the cap are
+//     read with pread.
+//   - Only Linux builds map segments: it has one page cache for mapped and
+//     written pages (OpenBSD, for one, does not).
+
+// maxSegmentViews caps the mappings one store makes: 16,384 segments is
+// 4 TiB of 256 MiB segments, a quarter of the default vm.max_map_count.
+const maxSegmentViews = 16384
 
 // segViewBytes is how much of a segment file a view maps: a whole segment,
 // or the file's size when that is larger (the writer may end a segment a
@@ -42,7 +53,10 @@ func (s *Store) segViewBytes(f vfs.File) int64 {
 // be made.
 func (s *Store) addSegment(id uint64, f vfs.File) {
 	var view []byte
-	if fd := f.Fd(); fd != vfs.InvalidFd && !s.opts.NoSegmentViews {
+	s.segMu.RLock()
+	views := len(s.views)
+	s.segMu.RUnlock()
+	if fd := f.Fd(); fd != vfs.InvalidFd && !s.opts.NoSegmentViews && views < maxSegmentViews {
 		v, err := mapSegment(fd, s.segViewBytes(f))
 		if err != nil {
 			s.opts.Logger.Debug("blockstore: segment read through pread, not a mapping", "segment", id, "err", err)

@@ -331,6 +331,11 @@ func (s *Store) Close() error {
 	<-s.syncDone
 	s.stopPreparer()
 	err := s.w.failed
+	// A CollectGarbage call still running adds and removes segments (and
+	// their mappings): wait for it; its requests to the stopped writer fail
+	// at once, and later calls fail on the closed index.
+	s.gcRun.Lock()
+	defer s.gcRun.Unlock()
 	if cerr := s.closeFiles(); err == nil {
 		err = cerr
 	}
@@ -349,7 +354,11 @@ func (s *Store) closeFiles() error {
 	}
 	s.segMu.RUnlock()
 	for _, id := range ids {
-		if err := s.dropSegment(id).Close(); err != nil && first == nil {
+		f := s.dropSegment(id)
+		if f == nil {
+			continue
+		}
+		if err := f.Close(); err != nil && first == nil {
 			first = fmt.Errorf("close segment %d: %w", id, err)
 		}
 	}
