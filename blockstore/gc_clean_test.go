@@ -327,3 +327,68 @@ func greedyModelWA(b, segs, n, free, rounds int) float64 {
 	}
 	return float64(written+moved) / float64(written)
 }
+
+// TestBackgroundCleanerSkipsIdlePasses: without a capacity the background
+// cleaner scans segment usage every GCInterval. Once a pass finds nothing
+// to clean it must not scan again until the log moves or a snapshot or
+// volume is deleted, and then it must clean what that freed.
+func TestBackgroundCleanerSkipsIdlePasses(t *testing.T) {
+	ctx := context.Background()
+	s := openMem(t, vfs.NewMem(), Options{SegmentSize: 64 << 10, GCInterval: time.Millisecond})
+	defer s.Close()
+	v := mustCreate(t, s, "vol", 1<<20, 4096)
+	defer v.Close()
+	for round := 0; round < 4; round++ {
+		for lba := uint64(0); lba < 256; lba += 16 {
+			if err := v.WriteAt(ctx, pattern(byte(round), 16*4096), lba, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !eventually(func() bool { return s.CleanerStats().Passes > 0 && s.CleanerStats().IdleSkips >= 3 }) {
+		t.Fatalf("the cleaner never cleaned and went idle: %+v", s.CleanerStats())
+	}
+	scans, skips := s.CleanerStats().UsageScans, s.CleanerStats().IdleSkips
+	if !eventually(func() bool { return s.CleanerStats().IdleSkips >= skips+20 }) {
+		t.Fatalf("no more idle passes: %+v", s.CleanerStats())
+	}
+	if got := s.CleanerStats().UsageScans; got != scans {
+		t.Fatalf("%d usage scans while nothing changed", got-scans)
+	}
+
+	// A snapshot pins the current data; overwriting it leaves the old
+	// blocks live. Deleting the snapshot frees them without a log append,
+	// and the cleaner must notice.
+	if _, err := s.CreateSnapshot(ctx, "vol", "s"); err != nil {
+		t.Fatal(err)
+	}
+	for lba := uint64(0); lba < 256; lba += 16 {
+		if err := v.WriteAt(ctx, pattern(9, 16*4096), lba, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(func() bool { return s.CleanerStats().UsageScans > scans }) {
+		t.Fatalf("no usage scan after writes: %+v", s.CleanerStats())
+	}
+	skips = s.CleanerStats().IdleSkips
+	if !eventually(func() bool { return s.CleanerStats().IdleSkips >= skips+3 }) {
+		t.Fatalf("the cleaner did not go idle again: %+v", s.CleanerStats())
+	}
+	freed := s.CleanerStats().BytesFreed
+	if err := s.DeleteSnapshot(ctx, "vol", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(func() bool { return s.CleanerStats().BytesFreed > freed }) {
+		t.Fatalf("deleting the snapshot freed nothing: %+v", s.CleanerStats())
+	}
+	got := make([]byte, 256*4096)
+	if err := v.ReadAt(ctx, got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if i := firstDiff(got, pattern(9, 256*4096)); i >= 0 {
+		t.Fatalf("byte %d differs after cleaning", i)
+	}
+}

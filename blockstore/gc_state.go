@@ -60,6 +60,19 @@ type cleanerCounters struct {
 	spaceWaitNanos atomic.Uint64
 	spaceFailures  atomic.Uint64
 	maxOvershoot   atomic.Int64
+	idleSkips      atomic.Uint64
+	// freedGen counts operations that may have freed log space without
+	// appending to the log (spaceMayHaveFreed).
+	freedGen atomic.Uint64
+}
+
+// spaceMayHaveFreed notes that a catalog change (a deleted snapshot or
+// volume, a revert, a flatten) may have left log bytes unreferenced
+// without appending to the log, and wakes the background cleaner. Callers
+// defer it, so a failed attempt costs at most one extra usage scan.
+func (s *Store) spaceMayHaveFreed() {
+	s.gcHead.n.freedGen.Add(1)
+	s.gcHead.wake()
 }
 
 // kick returns the channel that wakes the background cleaner early.
@@ -83,9 +96,12 @@ type CleanerStats struct {
 	// Passes counts background passes that cleaned at least one segment.
 	Passes uint64
 	// UsageScans counts full index scans to measure segment usage, and
-	// UsageScanTime their total duration.
+	// UsageScanTime their total duration. IdleSkips counts background
+	// passes skipped (without a capacity) because nothing had changed
+	// since a pass that found nothing to clean.
 	UsageScans    uint64
 	UsageScanTime time.Duration
+	IdleSkips     uint64
 	// RelocateChunks counts writer requests that repointed moved blocks.
 	RelocateChunks uint64
 	// BytesRead is what the cleaner read from victims; BytesAppended is
@@ -116,6 +132,7 @@ func (s *Store) CleanerStats() CleanerStats {
 		Passes:            n.passes.Load(),
 		UsageScans:        n.scans.Load(),
 		UsageScanTime:     time.Duration(n.scanNanos.Load()),
+		IdleSkips:         n.idleSkips.Load(),
 		RelocateChunks:    n.chunks.Load(),
 		BytesRead:         n.bytesRead.Load(),
 		BytesAppended:     n.bytesAppended.Load(),

@@ -123,6 +123,7 @@ func (s *Store) scrubRecord(id uint64, off, limit int64, hdr []byte, buf *[]byte
 // clone with snapshots of its own cannot be flattened (they may read
 // through to the parent too).
 func (s *Store) FlattenVolume(ctx context.Context, name string, progress func(done, total uint64)) error {
+	defer s.spaceMayHaveFreed()
 	v, err := s.volume(name)
 	if err != nil {
 		return fmt.Errorf("flatten: %w", err)
@@ -219,12 +220,18 @@ func (w *writer) flattenChunk(v *volState, lba, n uint64) error {
 // GCInterval, and at once when a write finds the pool full. With a
 // capacity it cleans only to keep GCFreeBytes free (cleanForSpace), so it
 // works exactly as fast as writes consume space; without one it cleans up
-// to GCMaxSegments segments under GCMaxUtilization each time.
+// to GCMaxSegments segments under GCMaxUtilization each time, and skips
+// the pass (its full usage scan) while nothing changed since one that
+// found nothing to clean: no append to the log, no snapshot or volume
+// deleted, reverted or flattened (see spaceMayHaveFreed).
 func (s *Store) runBackgroundGC(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(s.opts.GCInterval)
 	defer t.Stop()
 	kick := s.gcHead.kick()
+	type logMark struct{ seg, end, freed uint64 }
+	var idleAt logMark
+	idle := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -237,9 +244,15 @@ func (s *Store) runBackgroundGC(ctx context.Context, done chan<- struct{}) {
 		if s.opts.CapacityBytes > 0 {
 			cleaned, err = s.cleanForSpace(ctx)
 		} else {
+			mark := logMark{s.activeSeg.Load(), s.activeEnd.Load(), s.gcHead.n.freedGen.Load()}
+			if idle && mark == idleAt {
+				s.gcHead.n.idleSkips.Add(1)
+				continue
+			}
 			var st GCStats
 			st, err = s.CollectGarbage(ctx, s.opts.GCMaxSegments, s.opts.GCMaxUtilization, s.opts.GCRateBytes)
 			cleaned = st.SegmentsCleaned
+			idle, idleAt = err == nil && cleaned == 0, mark
 		}
 		if cleaned > 0 {
 			s.gcHead.n.passes.Add(1)

@@ -114,6 +114,7 @@ func seesVersion(snaps []snapshotMeta, ver index.Version) (n, first int) {
 // DeleteSnapshot deletes a snapshot that no clone reads through, and drops
 // every preserved version no remaining snapshot sees.
 func (s *Store) DeleteSnapshot(ctx context.Context, volume, name string) error {
+	defer s.spaceMayHaveFreed()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -239,6 +240,7 @@ func (h *Volume) ReadSnapshotAt(ctx context.Context, snapshot string, p []byte, 
 // volume must have no open handles. Snapshots (older and newer) and clones
 // are unaffected. Its cost follows the number of blocks that changed.
 func (s *Store) RevertVolume(ctx context.Context, volume, snapshot string) error {
+	defer s.spaceMayHaveFreed()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -138,6 +138,7 @@ func (s *Store) StatVolume(name string) (VolumeInfo, error) {
 // DeleteVolume deletes a volume that has no open handles. Its blocks are
 // unmapped and the deletion is durable on return.
 func (s *Store) DeleteVolume(ctx context.Context, name string) error {
+	defer s.spaceMayHaveFreed()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
