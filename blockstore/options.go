@@ -84,6 +84,16 @@ type Options struct {
 	NoSegmentViews bool
 }
 
+// DefaultGCInterval and DefaultGCRateBytes are what the vbs binaries run
+// the background cleaner with (Options.GCInterval, Options.GCRateBytes):
+// a look every second and, in a pool without a capacity, at most 256 MiB of
+// victims examined per second. The library leaves cleaning off unless
+// asked, so tests and tools that open a store see no background work.
+const (
+	DefaultGCInterval  = time.Second
+	DefaultGCRateBytes = 256 << 20
+)
+
 func (o Options) withDefaults() Options {
 	if o.FS == nil {
 		o.FS = vfs.Default

@@ -132,3 +132,40 @@ func TestSegmentViewFault(t *testing.T) {
 		t.Fatalf("read before the cut: %v (byte %#x)", err, buf[0])
 	}
 }
+
+// TestDiskPoolBytes: the pool of a store on the OS filesystem is its
+// segment files plus most of the free space, for a directory that does
+// not exist yet too.
+func TestDiskPoolBytes(t *testing.T) {
+	dir := t.TempDir()
+	fresh, err := DiskPoolBytes(dir + "/not/yet")
+	if err != nil || fresh <= 0 {
+		t.Fatalf("DiskPoolBytes of a new directory: %d, %v", fresh, err)
+	}
+	s, err := Open(dir, Options{FS: vfs.Default, SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := mustCreate(t, s, "v", 8<<20, 4096)
+	if err := v.WriteAt(context.Background(), make([]byte, 8<<20), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	allocated := s.Stats().AllocatedBytes
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	du, err := vfs.Default.GetDiskUsage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DiskPoolBytes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The segment files count in full, the free space at 90%; the disk
+	// may change a little between the two measurements.
+	want := allocated + int64(float64(du.AvailBytes)*diskPoolShare)
+	if d := got - want; d < -(64<<20) || d > 64<<20 {
+		t.Fatalf("DiskPoolBytes %d, want about %d (segments %d + 90%% of %d free)", got, want, allocated, du.AvailBytes)
+	}
+}

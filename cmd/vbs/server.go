@@ -25,6 +25,7 @@ const (
 	flagServerTLSKey      = "tls-key"
 	flagServerBaseIQN     = "base-iqn"
 	flagServerPool        = "pool-capacity"
+	flagServerGCInterval  = "gc-interval"
 	flagServerLogFormat   = "log-format"
 	flagServerLogLevel    = "log-level"
 )
@@ -50,6 +51,9 @@ On first start it writes an API token to DATA_DIR/api-token (mode 0600);
 the CLI reads it from there by default.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.GCInterval == 0 {
+				cfg.GCInterval = -1 // the flag's 0 means off; the config's means default
+			}
 			if pool != "" {
 				n, err := domain.ParseSize(pool)
 				if err != nil {
@@ -77,6 +81,7 @@ the CLI reads it from there by default.`,
 	f.StringVar(&cfg.TLSKey, flagServerTLSKey, "", "TLS private key for the API (PEM)")
 	f.StringVar(&cfg.BaseIQN, flagServerBaseIQN, server.DefaultBaseIQN, "prefix of target names (BASE:VOLUME)")
 	f.StringVar(&pool, flagServerPool, "", "most space the block store may use, e.g. 100G (default: the disk)")
+	f.DurationVar(&cfg.GCInterval, flagServerGCInterval, server.DefaultGCInterval, "how often the segment cleaner looks for space to reclaim (0: never)")
 	f.StringVar(&logFormat, flagServerLogFormat, "text", "log format: text or json")
 	f.StringVar(&logLevel, flagServerLogLevel, "info", "log level: debug, info, warn, error")
 	return cmd

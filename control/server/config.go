@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vbs-storage/vbs/blockstore"
 )
 
 // Default listen addresses: all on loopback, so that a fresh node exposes
@@ -52,7 +54,11 @@ type Config struct {
 	TLSCert, TLSKey string
 	BaseIQN         string
 	// PoolCapacity bounds the block store's log space (0: the disk).
-	PoolCapacity      int64
+	PoolCapacity int64
+	// GCInterval is how often the block store's background segment
+	// cleaner looks for space to reclaim (0: DefaultGCInterval; negative:
+	// never, and space taken by overwrites and deletes stays taken).
+	GCInterval        time.Duration
 	ReconcileInterval time.Duration
 	ElectionTimeout   time.Duration
 	ShutdownTimeout   time.Duration
@@ -64,6 +70,10 @@ type Config struct {
 type Addrs struct {
 	API, ISCSI, Raft, Serf string
 }
+
+// DefaultGCInterval is how often a node's segment cleaner looks for space
+// to reclaim.
+const DefaultGCInterval = blockstore.DefaultGCInterval
 
 // DefaultShutdownTimeout bounds a graceful stop of the API server.
 const DefaultShutdownTimeout = 10 * time.Second

@@ -104,8 +104,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	}()
 
 	// 1. Data path: block store and iSCSI portal.
+	gcInterval := cfg.GCInterval
+	switch {
+	case gcInterval == 0:
+		gcInterval = DefaultGCInterval
+	case gcInterval < 0:
+		gcInterval = 0
+	}
+	capacity := cfg.PoolCapacity
+	if capacity == 0 {
+		// The pool is the disk: the cleaner then reclaims space only as
+		// the disk runs out of it.
+		if capacity, err = blockstore.DiskPoolBytes(filepath.Join(cfg.DataDir, storeDir)); err != nil {
+			return fmt.Errorf("size the block store's pool: %w", err)
+		}
+	}
 	store, err := blockstore.Open(filepath.Join(cfg.DataDir, storeDir), blockstore.Options{
-		Logger: log.With("component", "blockstore"), CapacityBytes: cfg.PoolCapacity,
+		Logger: log.With("component", "blockstore"), CapacityBytes: capacity,
+		GCInterval: gcInterval, GCRateBytes: blockstore.DefaultGCRateBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("open block store: %w", err)

@@ -42,9 +42,18 @@ var (
 // it, creating it with size bytes and blockSize on first use. With size 0
 // the volume must exist. A size larger than the existing volume grows it;
 // a smaller one is refused (shrinking is an explicit operation). Close
-// closes the store as well.
+// closes the store as well. The store's pool is the disk it lives on
+// (blockstore.DiskPoolBytes), and its background cleaner reclaims space as
+// that pool fills.
 func Open(ctx context.Context, dir, name string, size uint64, blockSize uint32) (*Volume, error) {
-	return OpenWith(ctx, dir, name, size, blockSize, blockstore.Options{Logger: slog.Default()})
+	capacity, err := blockstore.DiskPoolBytes(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storedev: %w", err)
+	}
+	return OpenWith(ctx, dir, name, size, blockSize, blockstore.Options{
+		Logger: slog.Default(), CapacityBytes: capacity,
+		GCInterval: blockstore.DefaultGCInterval, GCRateBytes: blockstore.DefaultGCRateBytes,
+	})
 }
 
 // OpenWith is Open with explicit store options (filesystem, clock, logger).
