@@ -135,6 +135,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return fmt.Errorf("%s serves no %s LUN", st.target, st.lun)
 		}
 		logf("[%d/%d] run %d: %s on %s %s", i+1, len(steps), st.run, st.job, st.target, st.lun)
+		// Every run starts with nothing dirty in the page cache: otherwise
+		// a job that flushes pays for the writeback of whatever the jobs
+		// before it left behind, and which target that hits depends on the
+		// order of the runs, not on the target.
+		syscall.Sync()
 		rep, err := f.run(ctx, st.job, u, f.jobTimeout())
 		if err != nil {
 			if ctx.Err() != nil {
