@@ -91,7 +91,16 @@ type VolumeStats struct {
 type Stats struct {
 	CapacityBytes uint64
 	UsedBytes     uint64
-	Volumes       []VolumeStats
+	// WrittenBytes is what volumes wrote into the pool and RelocatedBytes
+	// what segment cleaning rewrote on top of that (write amplification is
+	// (WrittenBytes+RelocatedBytes)/WrittenBytes); SegmentsCleaned counts
+	// the segments cleaning gave back, and Corruptions the checksum
+	// mismatches reads and scrubs found. All count since the node started.
+	WrittenBytes    uint64
+	RelocatedBytes  uint64
+	SegmentsCleaned uint64
+	Corruptions     uint64
+	Volumes         []VolumeStats
 }
 
 // Driver carries out the control plane's decisions on one node. Every

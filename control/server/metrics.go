@@ -28,6 +28,7 @@ type collector struct {
 	raftLeader, raftTerm, raftApplied, raftLast, raftVoters, raftIsLeader *prometheus.Desc
 	serfMembers                                                           *prometheus.Desc
 	poolCapacity, poolUsed                                                *prometheus.Desc
+	poolWritten, poolRelocated, poolCleaned, poolWA, poolCorruptions      *prometheus.Desc
 	volSize                                                               *prometheus.Desc
 	volReadOps, volWriteOps, volReadBytes, volWriteBytes, volQueueDepth   *prometheus.Desc
 	volLatency                                                            *prometheus.Desc
@@ -41,30 +42,36 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 func newCollector(st *catalog.Store, m *membership.Membership, d node.Driver) *collector {
 	return &collector{
 		store: st, member: m, driver: d,
-		raftLeader:    desc("raft_has_leader", "1 when this node knows a raft leader."),
-		raftIsLeader:  desc("raft_is_leader", "1 when this node is the raft leader."),
-		raftTerm:      desc("raft_term", "Current raft term."),
-		raftApplied:   desc("raft_applied_index", "Last raft index applied to the catalog."),
-		raftLast:      desc("raft_last_index", "Last raft index in the log."),
-		raftVoters:    desc("raft_voters", "Voters in the raft configuration."),
-		serfMembers:   desc("serf_members", "Serf members by status.", "status"),
-		poolCapacity:  desc("pool_capacity_bytes", "Capacity of the node's block store pool."),
-		poolUsed:      desc("pool_used_bytes", "Space the node's block store uses."),
-		volSize:       desc("volume_size_bytes", "Size of each volume on this node.", "volume"),
-		volReadOps:    desc("volume_read_ops_total", "Read commands served per volume.", "volume"),
-		volWriteOps:   desc("volume_write_ops_total", "Write commands served per volume.", "volume"),
-		volReadBytes:  desc("volume_read_bytes_total", "Bytes read per volume.", "volume"),
-		volWriteBytes: desc("volume_written_bytes_total", "Bytes written per volume.", "volume"),
-		volQueueDepth: desc("volume_queue_depth", "Commands in flight per volume.", "volume"),
-		volLatency:    desc("volume_io_latency_seconds", "Latency of data commands per volume.", "volume"),
-		catVolumes:    desc("catalog_volumes", "Volumes in the catalog by state.", "state"),
+		raftLeader:      desc("raft_has_leader", "1 when this node knows a raft leader."),
+		raftIsLeader:    desc("raft_is_leader", "1 when this node is the raft leader."),
+		raftTerm:        desc("raft_term", "Current raft term."),
+		raftApplied:     desc("raft_applied_index", "Last raft index applied to the catalog."),
+		raftLast:        desc("raft_last_index", "Last raft index in the log."),
+		raftVoters:      desc("raft_voters", "Voters in the raft configuration."),
+		serfMembers:     desc("serf_members", "Serf members by status.", "status"),
+		poolCapacity:    desc("pool_capacity_bytes", "Capacity of the node's block store pool."),
+		poolUsed:        desc("pool_used_bytes", "Space the node's block store uses."),
+		poolWritten:     desc("pool_written_bytes_total", "Bytes volumes wrote into the block store."),
+		poolRelocated:   desc("pool_gc_relocated_bytes_total", "Bytes segment cleaning rewrote to give space back."),
+		poolCleaned:     desc("pool_gc_segments_total", "Segments segment cleaning gave back."),
+		poolWA:          desc("pool_write_amplification", "(written + relocated) / written since the node started; 1 before any write."),
+		poolCorruptions: desc("pool_corruptions_total", "Checksum mismatches found by reads and scrubs."),
+		volSize:         desc("volume_size_bytes", "Size of each volume on this node.", "volume"),
+		volReadOps:      desc("volume_read_ops_total", "Read commands served per volume.", "volume"),
+		volWriteOps:     desc("volume_write_ops_total", "Write commands served per volume.", "volume"),
+		volReadBytes:    desc("volume_read_bytes_total", "Bytes read per volume.", "volume"),
+		volWriteBytes:   desc("volume_written_bytes_total", "Bytes written per volume.", "volume"),
+		volQueueDepth:   desc("volume_queue_depth", "Commands in flight per volume.", "volume"),
+		volLatency:      desc("volume_io_latency_seconds", "Latency of data commands per volume.", "volume"),
+		catVolumes:      desc("catalog_volumes", "Volumes in the catalog by state.", "state"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.raftLeader, c.raftIsLeader, c.raftTerm, c.raftApplied, c.raftLast,
-		c.raftVoters, c.serfMembers, c.poolCapacity, c.poolUsed, c.volSize, c.volReadOps, c.volWriteOps,
+		c.raftVoters, c.serfMembers, c.poolCapacity, c.poolUsed, c.poolWritten, c.poolRelocated, c.poolCleaned,
+		c.poolWA, c.poolCorruptions, c.volSize, c.volReadOps, c.volWriteOps,
 		c.volReadBytes, c.volWriteBytes, c.volQueueDepth, c.volLatency, c.catVolumes} {
 		ch <- d
 	}
@@ -116,6 +123,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(c.poolCapacity, float64(st.CapacityBytes))
 	g(c.poolUsed, float64(st.UsedBytes))
+	ctr(c.poolWritten, st.WrittenBytes)
+	ctr(c.poolRelocated, st.RelocatedBytes)
+	ctr(c.poolCleaned, st.SegmentsCleaned)
+	ctr(c.poolCorruptions, st.Corruptions)
+	wa := 1.0
+	if st.WrittenBytes > 0 {
+		wa = float64(st.WrittenBytes+st.RelocatedBytes) / float64(st.WrittenBytes)
+	}
+	g(c.poolWA, wa)
 	bounds := node.LatencyBounds()
 	for _, v := range st.Volumes {
 		g(c.volSize, float64(v.SizeBytes), v.Name)

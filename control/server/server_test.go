@@ -96,6 +96,8 @@ func TestRunServesAndStops(t *testing.T) {
 
 	_, metrics := get(PathMetrics)
 	for _, want := range []string{"vbs_raft_is_leader 1", "vbs_raft_voters 1", "vbs_pool_capacity_bytes", `vbs_serf_members{status="alive"} 1`,
+		"vbs_pool_written_bytes_total 0", "vbs_pool_gc_relocated_bytes_total 0", "vbs_pool_gc_segments_total 0",
+		"vbs_pool_write_amplification 1", "vbs_pool_corruptions_total 0",
 		`vbs_api_requests_total{code="ok",procedure="/vbs.v1.VolumeService/CreateVolume"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)

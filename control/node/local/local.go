@@ -319,7 +319,11 @@ func (n *Node) Exports(context.Context) ([]node.ExportSpec, error) {
 // Stats implements node.Driver.
 func (n *Node) Stats(context.Context) (node.Stats, error) {
 	st := n.store.Stats()
-	out := node.Stats{UsedBytes: uint64(max(st.AllocatedBytes, 0))}
+	out := node.Stats{
+		UsedBytes:    uint64(max(st.AllocatedBytes, 0)),
+		WrittenBytes: st.BytesWritten, RelocatedBytes: st.GCBytes, SegmentsCleaned: st.GCSegments,
+		Corruptions: st.Corruptions,
+	}
 	if st.CapacityBytes > 0 {
 		out.CapacityBytes = uint64(st.CapacityBytes)
 	} else {

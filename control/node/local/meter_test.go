@@ -50,6 +50,11 @@ func TestMeteredExportCounts(t *testing.T) {
 	if v := st.Volumes[0]; v.WriteOps != 1 || v.WrittenBytes != 8192 || v.ReadOps != 1 || v.ReadBytes != 4096 {
 		t.Fatalf("volume stats = %+v", v)
 	}
+	// The pool's counters come from the block store: the 8 KiB written,
+	// nothing cleaned or found corrupt yet.
+	if st.WrittenBytes != 8192 || st.RelocatedBytes != 0 || st.SegmentsCleaned != 0 || st.Corruptions != 0 {
+		t.Fatalf("pool stats = %+v", st)
+	}
 }
 
 // BenchmarkMeteredWrite shows the meter adds no allocation per I/O.
