@@ -32,6 +32,39 @@ func DiskPoolBytes(dir string) (int64, error) {
 			used += fi.Size()
 		}
 	}
+	du, err := diskUsage(dir)
+	if err != nil {
+		return 0, fmt.Errorf("disk pool: %w", err)
+	}
+	return used + int64(float64(du.AvailBytes)*diskPoolShare), nil
+}
+
+// Bounds of DiskReserveBytes: 5% of the filesystem, at most 1 GiB, and at
+// least 144 MiB: what the index needs to go on writing (pebble
+// preallocates 110% of its 32 MiB memtable for each WAL, and a flush
+// writes up to a memtable's worth of table), plus what the log may grow
+// between two measurements.
+const (
+	diskReserveShare = 0.05
+	minDiskReserve   = 128<<20 + diskCheckBytes
+	maxDiskReserve   = 1 << 30
+)
+
+// DiskReserveBytes returns a disk reserve (Options.DiskReserveBytes) for a
+// store in dir: 5% of the size of the filesystem it lives on, at least
+// 144 MiB and at most 1 GiB. dir need not exist yet.
+func DiskReserveBytes(dir string) (int64, error) {
+	du, err := diskUsage(dir)
+	if err != nil {
+		return 0, fmt.Errorf("disk reserve: %w", err)
+	}
+	r := int64(float64(du.TotalBytes) * diskReserveShare)
+	return min(max(r, minDiskReserve), maxDiskReserve), nil
+}
+
+// diskUsage measures the filesystem of dir, or of its nearest existing
+// ancestor.
+func diskUsage(dir string) (vfs.DiskUsage, error) {
 	at := dir
 	for {
 		if _, err := os.Stat(at); err == nil {
@@ -43,9 +76,5 @@ func DiskPoolBytes(dir string) (int64, error) {
 		}
 		at = parent
 	}
-	du, err := vfs.Default.GetDiskUsage(at)
-	if err != nil {
-		return 0, fmt.Errorf("disk pool: %w", err)
-	}
-	return used + int64(float64(du.AvailBytes)*diskPoolShare), nil
+	return vfs.Default.GetDiskUsage(at)
 }

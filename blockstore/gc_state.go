@@ -152,10 +152,10 @@ func (s *Store) notifySpace() {
 	s.cleanedMu.Unlock()
 }
 
-// freeBytes is what is left of the capacity (negative when the cleaner
-// has passed it).
+// freeBytes is what is left of the capacity, lowered to keep the disk
+// reserve (negative when the cleaner has passed it).
 func (s *Store) freeBytes() int64 {
-	return s.opts.CapacityBytes - s.stats.logBytes.Load()
+	return s.spaceLimit() - s.stats.logBytes.Load()
 }
 
 // noteOvershoot records how far the log is past the capacity.

@@ -241,6 +241,9 @@ func (s *Store) runBackgroundGC(ctx context.Context, done chan<- struct{}) {
 		}
 		var err error
 		cleaned := 0
+		if merr := s.measureDisk(); merr != nil && ctx.Err() == nil {
+			s.opts.Logger.Warn("blockstore: cannot measure the disk's free space; keeping the last limit", "err", merr)
+		}
 		if s.opts.CapacityBytes > 0 {
 			cleaned, err = s.cleanForSpace(ctx)
 		} else {

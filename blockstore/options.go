@@ -50,6 +50,13 @@ type Options struct {
 	// CapacityBytes, when non-zero, is the most log space the store may
 	// use; writes beyond it fail with ErrNoSpace.
 	CapacityBytes int64
+	// DiskReserveBytes, when non-zero, is free space the store keeps on
+	// the filesystem it lives on, whatever else fills that filesystem:
+	// writes that would need log space past it fail with ErrNoSpace, so
+	// the index always has room to write (a full filesystem is fatal to
+	// it). The filesystem must report its free space (vfs.FS
+	// GetDiskUsage); see diskguard.go, and DiskReserveBytes for a size.
+	DiskReserveBytes int64
 	// OvercommitRatio bounds the sum of volume sizes to this multiple of
 	// CapacityBytes (0 means no limit).
 	OvercommitRatio float64

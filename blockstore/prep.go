@@ -158,8 +158,7 @@ func (p *preparer) wanted() bool {
 // hasRoom reports whether preparing one more segment leaves a segment's
 // worth of capacity free.
 func (p *preparer) hasRoom() bool {
-	c := p.s.opts.CapacityBytes
-	return c <= 0 || p.s.stats.logBytes.Load()+2*p.s.opts.SegmentSize <= c
+	return p.s.stats.logBytes.Load()+2*p.s.opts.SegmentSize <= p.s.spaceLimit()
 }
 
 // prepare writes and syncs a file of SegmentSize zeros under a prep name.

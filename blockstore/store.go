@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,6 +142,10 @@ type Store struct {
 	lock   io.Closer
 	idx    *index.Index
 
+	// disk lowers the log's limit to keep Options.DiskReserveBytes of the
+	// filesystem free (diskguard.go).
+	disk diskGuard
+
 	// mu guards dirty, the overlay of mappings whose log bytes may not be
 	// durable yet (see the package doc). Only the writer mutates it.
 	mu    sync.RWMutex
@@ -267,6 +272,7 @@ func open(dir string, o Options, prepare bool) (_ *Store, err error) {
 	if err := s.syncDir(dir); err != nil {
 		return nil, err
 	}
+	s.disk.limit.Store(math.MaxInt64) // until initDiskGuard
 	s.lock, err = s.fs.Lock(s.fs.PathJoin(dir, lockName))
 	if err != nil {
 		return nil, fmt.Errorf("open store: lock %s: %w", dir, err)
@@ -290,6 +296,10 @@ func open(dir string, o Options, prepare bool) (_ *Store, err error) {
 	if err := s.recover(); err != nil {
 		s.w.ib.Close()
 		return nil, err
+	}
+	if err := s.initDiskGuard(); err != nil {
+		s.w.ib.Close()
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if err := s.w.roll(); err != nil {
 		s.w.ib.Close()

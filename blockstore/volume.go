@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -868,16 +869,18 @@ type Stats struct {
 	// AllocatedBytes is the space the log occupies.
 	AllocatedBytes int64
 	// CapacityBytes is the configured pool capacity (0: unlimited) and
-	// FreeBytes what is left of it.
-	CapacityBytes int64
-	FreeBytes     int64
-	Volumes       int
-	Corruptions   uint64
-	Writes        uint64
-	Batches       uint64
-	Syncs         uint64
-	BytesWritten  uint64
-	DirtyBlocks   int
+	// FreeBytes what is left of it, or less when the filesystem's free
+	// space, less DiskReserveBytes, is smaller (Options.DiskReserveBytes).
+	CapacityBytes    int64
+	FreeBytes        int64
+	DiskReserveBytes int64
+	Volumes          int
+	Corruptions      uint64
+	Writes           uint64
+	Batches          uint64
+	Syncs            uint64
+	BytesWritten     uint64
+	DirtyBlocks      int
 	// GCBytes is what segment cleaning rewrote and GCSegments how many
 	// segments it deleted; WriteAmplification is (BytesWritten + GCBytes) /
 	// BytesWritten.
@@ -921,8 +924,9 @@ func (s *Store) Stats() Stats {
 	}
 	st.Volumes = len(s.vols)
 	s.catMu.Unlock()
-	if st.CapacityBytes > 0 {
-		st.FreeBytes = max(st.CapacityBytes-st.AllocatedBytes, 0)
+	st.DiskReserveBytes = s.disk.reserve
+	if lim := s.spaceLimit(); lim < math.MaxInt64 {
+		st.FreeBytes = max(lim-st.AllocatedBytes, 0)
 	} else if du, err := s.fs.GetDiskUsage(s.dir); err == nil {
 		st.FreeBytes = int64(du.AvailBytes)
 	}

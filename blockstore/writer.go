@@ -323,7 +323,7 @@ func (w *writer) addWrite(i int, r *request) {
 	}
 	nrec := (blocks + perRec - 1) / perRec
 	size := int(nrec)*record.HeaderSize + len(r.data)
-	if cap := w.s.opts.CapacityBytes; cap > 0 && w.s.stats.logBytes.Load()+w.newBytes(size) > cap {
+	if !w.s.hasSpaceFor(w.newBytes(size)) {
 		r.err = fmt.Errorf("write %d blocks at lba %d: %w", blocks, r.lba, ErrNoSpace)
 		return
 	}

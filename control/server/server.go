@@ -119,8 +119,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 			return fmt.Errorf("size the block store's pool: %w", err)
 		}
 	}
+	// Whatever else fills the disk, the index keeps room to write.
+	diskReserve, err := blockstore.DiskReserveBytes(filepath.Join(cfg.DataDir, storeDir))
+	if err != nil {
+		return fmt.Errorf("size the block store's disk reserve: %w", err)
+	}
 	store, err := blockstore.Open(filepath.Join(cfg.DataDir, storeDir), blockstore.Options{
-		Logger: log.With("component", "blockstore"), CapacityBytes: capacity,
+		Logger: log.With("component", "blockstore"), CapacityBytes: capacity, DiskReserveBytes: diskReserve,
 		GCInterval: gcInterval, GCRateBytes: blockstore.DefaultGCRateBytes,
 	})
 	if err != nil {

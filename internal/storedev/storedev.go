@@ -43,15 +43,20 @@ var (
 // the volume must exist. A size larger than the existing volume grows it;
 // a smaller one is refused (shrinking is an explicit operation). Close
 // closes the store as well. The store's pool is the disk it lives on
-// (blockstore.DiskPoolBytes), and its background cleaner reclaims space as
-// that pool fills.
+// (blockstore.DiskPoolBytes), it keeps a reserve of that disk free for its
+// index whatever else fills it (blockstore.DiskReserveBytes), and its
+// background cleaner reclaims space as that pool fills.
 func Open(ctx context.Context, dir, name string, size uint64, blockSize uint32) (*Volume, error) {
 	capacity, err := blockstore.DiskPoolBytes(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storedev: %w", err)
 	}
+	reserve, err := blockstore.DiskReserveBytes(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storedev: %w", err)
+	}
 	return OpenWith(ctx, dir, name, size, blockSize, blockstore.Options{
-		Logger: slog.Default(), CapacityBytes: capacity,
+		Logger: slog.Default(), CapacityBytes: capacity, DiskReserveBytes: reserve,
 		GCInterval: blockstore.DefaultGCInterval, GCRateBytes: blockstore.DefaultGCRateBytes,
 	})
 }
