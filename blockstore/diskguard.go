@@ -45,10 +45,7 @@ type diskGuard struct {
 	limit atomic.Int64
 	// at is the log size at the last measurement.
 	at atomic.Int64
-	// unmeasured counts measurements that failed (the filesystem could
-	// not tell its free space); the limit stays where it was.
-	unmeasured atomic.Uint64
-	mu         sync.Mutex // one measurement at a time
+	mu sync.Mutex // one measurement at a time
 }
 
 // initDiskGuard sets the reserve up and takes the first measurement. A
@@ -76,8 +73,7 @@ func (s *Store) measureDisk() error {
 	defer g.mu.Unlock()
 	used := s.stats.logBytes.Load()
 	du, err := s.fs.GetDiskUsage(s.dir)
-	if err != nil {
-		g.unmeasured.Add(1)
+	if err != nil { // the limit stays where it was
 		return fmt.Errorf("measure free space of %s: %w", s.dir, err)
 	}
 	avail := int64(min(du.AvailBytes, math.MaxInt64/2))
@@ -104,7 +100,7 @@ func (s *Store) hasSpaceFor(n int64) bool {
 	used := s.stats.logBytes.Load()
 	g := &s.disk
 	if g.reserve > 0 && used+n-g.at.Load() >= diskCheckBytes {
-		_ = s.measureDisk() // a failure keeps the last limit (counted)
+		_ = s.measureDisk() // a failure keeps the last limit; the cleaner logs it
 	}
 	if used+n <= s.spaceLimit() {
 		return true
